@@ -1,0 +1,1 @@
+"""Evaluation: retrieval and answer metrics, hallucination reports, probes, retraining selection."""

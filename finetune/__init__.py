@@ -1,0 +1,1 @@
+"""Training recipes (pretraining, SFT with LoRA and friends, alignment) and the adapter registry."""

@@ -1,0 +1,1 @@
+"""Building indexes: file discovery, loaders, cleaning, chunking and incremental ingest."""

@@ -1,0 +1,233 @@
+"""The ``rag-app`` command. Each command is a thin layer over the :class:`rag_app.RAG` facade."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from rag_app.errors import RagAppError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings(ctx: click.Context) -> Any:
+    from rag_app.settings import Settings
+
+    obj = ctx.ensure_object(dict)
+    if "settings" not in obj:
+        obj["settings"] = Settings.load(obj.get("config"))
+    return obj["settings"]
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _open_rag(ctx: click.Context, index: Path) -> Any:
+    from rag_app.rag import RAG
+
+    return RAG.open(index, _settings(ctx))
+
+
+class _Group(click.Group):
+    """Turns our errors into one line on stderr and the error's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RagAppError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RAG_APP_CONFIG",
+    help="TOML settings file (default: ./rag-app.toml when present).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="rag-app")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
+    """Offline-first retrieval-augmented generation over your documents.
+
+    \b
+    Examples:
+      rag-app ingest docs/ --index my-index
+      rag-app search "how do I rotate the logs?" --index my-index -k 3
+      rag-app index stats my-index
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.ensure_object(dict)["config"] = config
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--index", "index", required=True, type=click.Path(path_type=Path), help="Index folder.")
+@click.option("--prune", is_flag=True, help="Remove indexed documents whose files are gone.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.pass_context
+def ingest(
+    ctx: click.Context, paths: tuple[str, ...], index: Path, prune: bool, as_json: bool, progress: bool | None
+) -> None:
+    """Ingest files and folders into an index (created if needed).
+
+    Unchanged files are skipped by content hash; changed files replace their chunks.
+
+    \b
+    Examples:
+      rag-app ingest report.pdf notes/ --index my-index
+      rag-app ingest docs/ --index my-index --prune --json
+    """
+    from rag_app.rag import RAG
+
+    show = sys.stderr.isatty() and not as_json if progress is None else progress
+    report = RAG(index, _settings(ctx)).ingest(list(paths), prune=prune, progress=show)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        click.echo(
+            f"{report.files_seen} files seen: {report.files_ingested} ingested, "
+            f"{report.files_unchanged} unchanged, {len(report.files_failed)} failed"
+            + (f", {report.files_removed} removed" if report.files_removed else "")
+        )
+        click.echo(
+            f"{report.chunks_added} chunks added ({report.chunks_embedded} embedded, "
+            f"{report.chunks_reused} reused), {report.chunks_removed} removed in {report.seconds:.1f} s -> {index}"
+        )
+        for item in report.files_failed + report.files_skipped:
+            click.echo(f"  skipped {item['path']}: {item['error']}", err=True)
+    if report.nothing_ingested:
+        if not as_json:
+            click.echo("error: nothing could be ingested from " + " ".join(paths), err=True)
+        ctx.exit(1)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--index", "index", required=True, type=click.Path(path_type=Path), help="Index folder.")
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=None, help="Number of passages.")
+@click.option("--mode", type=click.Choice(["hybrid", "dense", "bm25"]), default=None)
+@click.option("--source", default=None, help="Only files whose path matches this glob.")
+@click.option("--format", "formats", multiple=True, help="Only these formats (pdf, html, ...); repeatable.")
+@click.option("--mmr/--no-mmr", default=None, help="Diversify results (maximal marginal relevance).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of hits.")
+@click.pass_context
+def search(
+    ctx: click.Context,
+    query: str,
+    index: Path,
+    k: int | None,
+    mode: str | None,
+    source: str | None,
+    formats: tuple[str, ...],
+    mmr: bool | None,
+    as_json: bool,
+) -> None:
+    """Show the passages of an index that best match QUERY.
+
+    \b
+    Examples:
+      rag-app search "vacuum full locks" --index pg-docs -k 3
+      rag-app search "install" --index my-index --format pdf --json
+    """
+    hits = _open_rag(ctx, index).search(query, k, source=source, formats=formats, mode=mode, mmr=mmr)
+    if as_json:
+        _print_json([hit.to_dict() for hit in hits])
+        return
+    if not hits:
+        click.echo("no matching passages")
+    for rank, hit in enumerate(hits, start=1):
+        where = hit.source + (f", page {hit.page}" if hit.page else "") + f", chars {hit.start}-{hit.end}"
+        heading = " > ".join(hit.heading_path)
+        click.secho(f"[{rank}] {hit.score:.3f}  {where}", bold=True)
+        if heading:
+            click.echo(f"    {heading}")
+        text = " ".join(hit.text.split())
+        click.echo("    " + (text[:400] + " ..." if len(text) > 400 else text))
+
+
+@cli.group()
+def index() -> None:
+    """Inspect index folders."""
+
+
+@index.command("stats")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def index_stats(folder: Path, as_json: bool) -> None:
+    """Counts, sizes and build settings of an index.
+
+    \b
+    Example:
+      rag-app index stats my-index --json
+    """
+    from rag_app.store.index import IndexStore
+
+    stats = IndexStore.open(folder).stats()
+    if as_json:
+        _print_json(stats)
+        return
+    for key, value in stats.items():
+        click.echo(f"{key:20} {value}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
+    """The models in use, where they resolve to, and what is cached."""
+    from rag_app.models import list_models
+
+    rows = list_models(_settings(ctx))
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        click.secho(f"{row.get('role')}: {row.get('name')}", bold=True)
+        for key, value in row.items():
+            if key not in ("role", "name"):
+                click.echo(f"  {key:16} {value}")
+
+
+@cli.group()
+def config() -> None:
+    """Settings."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def config_show(ctx: click.Context, as_json: bool) -> None:
+    """Effective settings and where each value came from."""
+    rows = _settings(ctx).explain()
+    if as_json:
+        _print_json({key: {"value": value, "origin": origin} for key, value, origin in rows})
+        return
+    width = max(len(key) for key, _, _ in rows)
+    for key, value, origin in rows:
+        click.echo(f"{key:{width}}  {value!s:40}  {origin}")
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="rag-app")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The ``RAG`` facade: the one Python API that the CLI, the REST API and the Streamlit app call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag_app.documents import Hit, LoadedDocument
+from rag_app.embeddings.base import Embedder, embedder_model_name
+from rag_app.errors import IndexNotFoundError
+from rag_app.retrieval import Filters, HybridRetriever
+from rag_app.settings import Settings
+from rag_app.store.docstore import DocumentRow
+from rag_app.store.index import IndexStore
+
+if TYPE_CHECKING:
+    from indexes.pipeline import IngestReport
+
+
+class RAG:
+    """Retrieval-augmented generation over one index folder.
+
+    Construction is cheap: the embedder and the index files load on first use.
+
+        rag = RAG("my-index")            # created on first ingest
+        rag.ingest(["docs/"])
+        for hit in rag.search("how do I install it?"):
+            print(hit.source, hit.page, hit.text)
+    """
+
+    def __init__(
+        self, index_dir: str | Path, settings: Settings | None = None, *, embedder: Embedder | None = None
+    ) -> None:
+        self.index_dir = Path(index_dir)
+        self.settings = settings if settings is not None else Settings.load()
+        self._embedder = embedder
+        self._store: IndexStore | None = None
+        self._retriever: HybridRetriever | None = None
+
+    @classmethod
+    def open(cls, index_dir: str | Path, settings: Settings | None = None, **kwargs: Any) -> RAG:
+        """Open an existing index; raises :class:`IndexNotFoundError` (or a mismatch error) at once."""
+        rag = cls(index_dir, settings, **kwargs)
+        rag.store  # noqa: B018 - validate now rather than on the first query
+        return rag
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from rag_app.embeddings import create_embedder
+
+            self._embedder = create_embedder(self.settings)
+        return self._embedder
+
+    @property
+    def store(self) -> IndexStore:
+        """The opened index, checked against the configured embedding model."""
+        if self._store is None:
+            if not IndexStore.exists(self.index_dir):
+                raise IndexNotFoundError(
+                    f"no index at {self.index_dir}; create one with `rag-app ingest PATH --index {self.index_dir}`"
+                )
+            store = IndexStore.open(self.index_dir, self.settings.index.use_gpu)
+            store.manifest.check_compatible(embedder_model_name(self.embedder), self.embedder.dimension)
+            self._store = store
+        return self._store
+
+    @property
+    def retriever(self) -> HybridRetriever:
+        if self._retriever is None:
+            self._retriever = HybridRetriever(self.store, self.embedder, self.settings.retrieval)
+        return self._retriever
+
+    def ingest(self, paths: Sequence[str | Path], *, prune: bool = False, progress: bool = False) -> IngestReport:
+        """Add, update (and with ``prune`` remove) documents; see :func:`indexes.pipeline.ingest`."""
+        # The facade reaches into the ingest package lazily, like the CLI: rag_app stays importable alone.
+        from indexes.pipeline import ingest
+
+        report = ingest(paths, self.index_dir, self.settings, self.embedder, prune=prune, progress=progress)
+        if self._store is not None:
+            self._store.refresh()
+        return report
+
+    def add_documents(self, documents: Sequence[LoadedDocument], *, progress: bool = False) -> IngestReport:
+        """Index documents built in memory; a document's ``source`` is its key (same source: replaced)."""
+        from indexes.pipeline import ingest_documents
+
+        report = ingest_documents(documents, self.index_dir, self.settings, self.embedder, progress=progress)
+        if self._store is not None:
+            self._store.refresh()
+        return report
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        *,
+        source: str | None = None,
+        formats: Sequence[str] = (),
+        mode: str | None = None,
+        mmr: bool | None = None,
+    ) -> list[Hit]:
+        """The ``k`` passages that best match ``query`` (hybrid dense + BM25 by default).
+
+        ``source`` is a glob over file paths, ``formats`` limits to document formats,
+        ``mode`` is ``hybrid``, ``dense`` or ``bm25``, ``mmr`` diversifies the results.
+        """
+        filters = Filters(source=source, formats=tuple(formats))
+        return self.retriever.search(query, k, filters=filters, mode=mode, mmr_enabled=mmr)
+
+    def documents(self) -> list[DocumentRow]:
+        """Every indexed document."""
+        return self.store.docstore.documents()
+
+    def stats(self) -> dict[str, Any]:
+        """Counts, sizes and what the index was built with."""
+        return self.store.stats()
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

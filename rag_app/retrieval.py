@@ -1,0 +1,155 @@
+"""Hybrid retrieval: dense (FAISS) and BM25 candidates, fused, optionally diversified with MMR."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag_app.documents import Hit
+from rag_app.embeddings.base import Embedder
+from rag_app.errors import QueryError
+from rag_app.settings import RetrievalSettings
+from rag_app.store import vectors as vec
+from rag_app.store.index import IndexStore
+
+MAX_QUERY_CHARS = 20_000
+"""Longer queries are cut here before BM25 (the embedder truncates to its own window anyway)."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict retrieval to some documents."""
+
+    source: str | None = None
+    """A glob over source paths (``*.pdf``, ``*/manuals/*``); a plain string matches a substring."""
+    formats: tuple[str, ...] = ()
+    """Document formats to keep, such as ``pdf`` or ``html``."""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.source or self.formats)
+
+
+def reciprocal_rank_fusion(ranked: Sequence[Sequence[tuple[int, float]]], k: int = 60) -> dict[int, float]:
+    """RRF: each list adds ``1 / (k + rank)`` (rank from 1) to an item's score."""
+    fused: dict[int, float] = {}
+    for hits in ranked:
+        for rank, (item, _) in enumerate(hits, start=1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
+    return fused
+
+
+def weighted_fusion(ranked: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float]) -> dict[int, float]:
+    """Convex combination of min-max normalised scores; an item missing from a list scores 0 there."""
+    fused: dict[int, float] = {}
+    for hits, weight in zip(ranked, weights, strict=True):
+        if not hits or weight == 0.0:
+            continue
+        scores = np.array([s for _, s in hits], dtype=np.float64)
+        lo, hi = float(scores.min()), float(scores.max())
+        span = hi - lo
+        for (item, _), score in zip(hits, scores, strict=True):
+            norm = (score - lo) / span if span > 0 else 1.0
+            fused[item] = fused.get(item, 0.0) + weight * norm
+    return fused
+
+
+def mmr(query: np.ndarray, candidates: np.ndarray, relevance: np.ndarray, k: int, lam: float) -> list[int]:
+    """Maximal marginal relevance: indices of ``k`` candidates balancing relevance and novelty."""
+    chosen: list[int] = []
+    if len(candidates) == 0:
+        return chosen
+    rel = (relevance - relevance.min()) / (np.ptp(relevance) or 1.0)
+    sim = candidates @ candidates.T
+    remaining = list(range(len(candidates)))
+    while remaining and len(chosen) < k:
+        if chosen:
+            redundancy = sim[np.ix_(remaining, chosen)].max(axis=1)
+        else:
+            redundancy = np.zeros(len(remaining))
+        scores = lam * rel[remaining] - (1.0 - lam) * redundancy
+        best = remaining[int(np.argmax(scores))]
+        chosen.append(best)
+        remaining.remove(best)
+    return chosen
+
+
+class HybridRetriever:
+    """Finds the chunks of an index that best answer a query."""
+
+    def __init__(self, store: IndexStore, embedder: Embedder, settings: RetrievalSettings) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        *,
+        filters: Filters | None = None,
+        mode: str | None = None,
+        mmr_enabled: bool | None = None,
+    ) -> list[Hit]:
+        """Top-``k`` hits, best first. ``mode`` is ``hybrid``, ``dense`` or ``bm25``."""
+        query = query.strip()
+        if not query:
+            raise QueryError("the query is empty")
+        s = self.settings
+        k = k or s.k
+        mode = mode or s.mode
+        if mode not in ("hybrid", "dense", "bm25"):
+            raise QueryError(f"unknown retrieval mode {mode!r}; use hybrid, dense or bm25")
+        use_mmr = s.mmr if mmr_enabled is None else mmr_enabled
+        allowed = self._allowed_ids(filters)
+        n_candidates = max(s.candidates, k * 4 if use_mmr else k)
+
+        dense: list[tuple[int, float]] = []
+        sparse: list[tuple[int, float]] = []
+        query_vector = None
+        if mode in ("hybrid", "dense") or use_mmr:
+            query_vector = self.embedder.embed_query(query)
+        if mode in ("hybrid", "dense"):
+            dense = vec.search(self.store.vectors, query_vector, n_candidates, allowed)  # type: ignore[arg-type]
+        if mode in ("hybrid", "bm25"):
+            sparse = self.store.sparse.search(query[:MAX_QUERY_CHARS], n_candidates, allowed)
+
+        if mode == "dense":
+            fused = dict(dense)
+        elif mode == "bm25":
+            fused = dict(sparse)
+        elif s.fusion == "rrf":
+            fused = reciprocal_rank_fusion([dense, sparse], s.rrf_k)
+        else:
+            fused = weighted_fusion([dense, sparse], [s.dense_weight, 1.0 - s.dense_weight])
+        ranked = sorted(fused.items(), key=lambda item: item[1], reverse=True)
+
+        if use_mmr and ranked and query_vector is not None:
+            pool = ranked[:n_candidates]
+            ids = [i for i, _ in pool]
+            vectors = self.store.docstore.vectors_for(ids, self.store.manifest.dimension)
+            order = mmr(query_vector, vectors, np.array([sc for _, sc in pool]), k, s.mmr_lambda)
+            ranked = [pool[i] for i in order]
+
+        hits = self.store.docstore.hits(ranked[: k * 3])  # room for duplicates dropped below
+        per_retriever = {"dense": dict(dense), "bm25": dict(sparse)}
+        unique: list[Hit] = []
+        seen: set[str] = set()
+        for hit in hits:
+            key = " ".join(hit.text.split())
+            if key in seen:
+                continue  # the same passage in two files (boilerplate, copies)
+            seen.add(key)
+            hit.scores = {name: scores[hit.chunk_id] for name, scores in per_retriever.items() if hit.chunk_id in scores}
+            unique.append(hit)
+            if len(unique) == k:
+                break
+        return unique
+
+    def _allowed_ids(self, filters: Filters | None) -> np.ndarray | None:
+        if filters is None or not filters.active:
+            return None
+        return self.store.docstore.chunk_ids_matching(source_glob=filters.source, formats=filters.formats or None)
+

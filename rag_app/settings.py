@@ -1,0 +1,240 @@
+"""Typed settings: one object, read from a TOML file and ``RAG_APP_*`` variables, passed explicitly.
+
+Precedence, highest first: values passed to :meth:`Settings.load`, environment variables
+(``RAG_APP_EMBEDDING__BATCH_SIZE=16``; nested keys joined by ``__``), the TOML file
+(``--config``, ``$RAG_APP_CONFIG`` or ``./rag-app.toml``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from rag_app.errors import ConfigError
+
+ENV_PREFIX = "RAG_APP_"
+CONFIG_FILE_NAME = "rag-app.toml"
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/rag-app`` (or ``~/.cache/rag-app``): converted models live here."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rag-app"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EmbeddingSettings(_Section):
+    """How text becomes vectors."""
+
+    model: str = "all-MiniLM-L6-v2"
+    """A packaged model name, a local folder, or a hub id (hub ids need ``allow_network``)."""
+    backend: Literal["onnx", "torch"] = "onnx"
+    """``onnx``: exported once and run with onnxruntime (fast on CPU); ``torch``: sentence-transformers."""
+    quantize: bool = True
+    """With ``onnx``: dynamic int8 quantization (about 1.5x faster on CPU, cosine about 0.99 to fp32)."""
+    batch_size: int = Field(32, ge=1, le=4096)
+    """Chunks per forward pass; chunks are sorted by length first so padding stays small."""
+    threads: int | None = Field(None, ge=1)
+    """Intra-op threads for the embedder; unset means one per core."""
+    max_tokens: int = Field(256, ge=16, le=8192)
+    """Longest input the embedder sees, in its own tokens (special tokens included)."""
+
+
+class ChunkingSettings(_Section):
+    """How documents are cut into chunks."""
+
+    chunk_tokens: int = Field(256, ge=16, le=8192)
+    """Upper bound of a chunk in the embedder's tokens (special tokens included)."""
+    overlap_tokens: int = Field(32, ge=0)
+    """Tokens repeated between consecutive chunks of the same section run."""
+
+    @field_validator("overlap_tokens")
+    @classmethod
+    def _overlap_below_size(cls, value: int, info: Any) -> int:
+        size = info.data.get("chunk_tokens", 256)
+        if value >= size // 2:
+            raise ValueError(f"must be less than half of chunking.chunk_tokens ({size}), got {value}")
+        return value
+
+
+class IndexSettings(_Section):
+    """How the vector index is built."""
+
+    index_type: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    """``auto`` picks flat below 50k vectors, HNSW below 1M, IVF above; recorded in the manifest."""
+    use_gpu: Literal["auto", "never", "always"] = "auto"
+    """Build/search on GPU when faiss was installed with GPU support (the ``gpu`` extra)."""
+    max_file_mb: float = Field(100.0, gt=0)
+    """Files larger than this are skipped with a message."""
+
+
+class RetrievalSettings(_Section):
+    """How passages are found for a question."""
+
+    k: int = Field(5, ge=1, le=1000)
+    """Passages returned."""
+    mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    fusion: Literal["rrf", "weighted"] = "weighted"
+    """``rrf``: reciprocal rank fusion; ``weighted``: convex combination of normalised scores."""
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0)
+    """With ``weighted`` fusion: weight of the dense score (BM25 gets the rest)."""
+    rrf_k: int = Field(60, ge=1)
+    candidates: int = Field(100, ge=1)
+    """Hits taken from each retriever before fusion."""
+    mmr: bool = False
+    """Re-rank the fused list with maximal marginal relevance for diversity."""
+    mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
+
+
+class GeneratorSettings(_Section):
+    """The language model that writes answers."""
+
+    model: str = "SmolLM2-135M-Instruct"
+    """A packaged model name, a local folder, a GGUF file, or a hub id."""
+    backend: Literal["transformers", "openai", "llamacpp"] = "transformers"
+    base_url: str | None = None
+    """With ``openai``: the server's URL, e.g. ``http://127.0.0.1:8000/v1``."""
+    threads: int | None = Field(None, ge=1)
+
+
+class Settings(BaseSettings):
+    """Every setting of rag-app. Build it with :meth:`load`; pass it explicitly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    """Where converted models (ONNX, safetensors) are cached."""
+    allow_network: bool = False
+    """Allow hub downloads for models named by hub id. Off: everything resolves locally."""
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # ``load`` merges file, environment and overrides itself (to know each value's origin)
+        # and passes the result as init values.
+        return (init_settings,)
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
+        """Read settings from the TOML file, the environment and ``overrides``.
+
+        Raises :class:`ConfigError` naming the key when a value is not allowed.
+        """
+        path = find_config_file(config_file)
+        layers = _Layers(read_toml(path) if path else {}, _env_values(), overrides)
+        try:
+            settings = cls(**_deep_merge(_deep_merge(layers.toml, layers.env), overrides))
+        except ValidationError as exc:
+            raise ConfigError(_describe_validation_error(exc, path)) from None
+        settings._origins = layers.origins(path)
+        return settings
+
+    def origins(self) -> dict[str, str]:
+        """Where each effective value came from: ``default``, ``env RAG_APP_…``, ``file PATH`` or ``argument``."""
+        found: dict[str, str] = getattr(self, "_origins", {})
+        return {key: found.get(key, "default") for key in flatten(self.model_dump())}
+
+    def explain(self) -> list[tuple[str, Any, str]]:
+        """Rows of (dotted key, effective value, origin) for ``rag-app config show``."""
+        origins = self.origins()
+        return [(key, value, origins[key]) for key, value in flatten(self.model_dump()).items()]
+
+
+class _Layers:
+    def __init__(self, toml: dict[str, Any], env: dict[str, Any], overrides: dict[str, Any]) -> None:
+        self.toml, self.env, self.overrides = toml, env, overrides
+
+    def origins(self, path: Path | None) -> dict[str, str]:
+        result = {key: f"file {path}" for key in flatten(self.toml)}
+        result.update({key: f"env {ENV_PREFIX}{key.replace('.', '__').upper()}" for key in flatten(self.env)})
+        result.update({key: "argument" for key in flatten(self.overrides)})
+        return result
+
+
+def find_config_file(config_file: str | Path | None) -> Path | None:
+    """The TOML file to read: the argument, ``$RAG_APP_CONFIG``, or ``./rag-app.toml`` if present."""
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    env = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"config file named by {ENV_PREFIX}CONFIG not found: {path}")
+        return path
+    local = Path(CONFIG_FILE_NAME)
+    return local if local.is_file() else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML settings file, with a clear error on bad syntax."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _env_values() -> dict[str, Any]:
+    source = EnvSettingsSource(Settings, env_prefix=ENV_PREFIX, env_nested_delimiter="__")
+    return {k: v for k, v in source().items() if k != "config"}
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe_validation_error(exc: ValidationError, path: Path | None) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        got = error.get("input")
+        problems.append(f"{key}: {error['msg']} (got {got!r})")
+    where = f" in {path} or {ENV_PREFIX}* variables" if path else f" (check {ENV_PREFIX}* variables)"
+    return "invalid settings" + where + ": " + "; ".join(problems)

@@ -1,0 +1,347 @@
+"""An index folder opened for reading, and the single writer that changes it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from rag_app.errors import IndexLockedError, IndexNotFoundError
+from rag_app.store import vectors as vec
+from rag_app.store.docstore import DOCSTORE_NAME, Docstore
+from rag_app.store.manifest import MANIFEST_NAME, Manifest
+from rag_app.store.sparse import SparseIndex
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".lock"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class IndexStore:
+    """Read access to an index folder: docstore, FAISS vectors, BM25, manifest.
+
+    Derived files are loaded on first use and reloaded when another process commits a
+    newer generation; if they are stale (a crash between commit and manifest), they are
+    rebuilt from the docstore in memory.
+    """
+
+    def __init__(self, folder: Path, manifest: Manifest, use_gpu: str = "auto") -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.use_gpu = use_gpu
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._vectors: Any = None
+        self._sparse: SparseIndex | None = None
+        self._loaded_generation = -1
+        self._manifest_mtime = self._manifest_stamp()
+
+    # -- opening ------------------------------------------------------------------------
+    @staticmethod
+    def exists(folder: str | Path) -> bool:
+        return (Path(folder) / MANIFEST_NAME).is_file()
+
+    @classmethod
+    def open(cls, folder: str | Path, use_gpu: str = "auto") -> IndexStore:
+        """Open an existing index; raises :class:`IndexNotFoundError` if there is none."""
+        path = Path(folder)
+        if not path.exists():
+            raise IndexNotFoundError(f"index folder {path} does not exist; run `rag-app ingest PATH --index {path}`")
+        return cls(path, Manifest.load(path), use_gpu)
+
+    @classmethod
+    def create(
+        cls,
+        folder: str | Path,
+        *,
+        embedding_model: str,
+        embedding_model_id: str,
+        dimension: int,
+        chunk_tokens: int,
+        overlap_tokens: int,
+        use_gpu: str = "auto",
+    ) -> IndexStore:
+        """Create an empty index folder (or open it if another process just created it)."""
+        path = Path(folder)
+        if path.exists() and not path.is_dir():
+            raise IndexNotFoundError(f"{path} exists and is not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path / LOCK_NAME), timeout=30):
+            if not cls.exists(path):
+                Docstore(path / DOCSTORE_NAME).close()
+                now = _now()
+                Manifest(
+                    embedding_model=embedding_model,
+                    embedding_model_id=embedding_model_id,
+                    dimension=dimension,
+                    chunk_tokens=chunk_tokens,
+                    overlap_tokens=overlap_tokens,
+                    created_at=now,
+                    updated_at=now,
+                ).save(path)
+        return cls.open(path, use_gpu)
+
+    # -- reading ------------------------------------------------------------------------
+    @property
+    def docstore(self) -> Docstore:
+        """A read connection for the calling thread."""
+        store = getattr(self._local, "docstore", None)
+        if store is None:
+            store = Docstore(self.folder / DOCSTORE_NAME)
+            self._local.docstore = store
+        return store
+
+    def _manifest_stamp(self) -> float:
+        try:
+            return (self.folder / MANIFEST_NAME).stat().st_mtime_ns
+        except OSError:
+            return 0.0
+
+    def refresh(self) -> None:
+        """Pick up a newer manifest written by another process (cheap: one stat)."""
+        stamp = self._manifest_stamp()
+        if stamp != self._manifest_mtime:
+            with self._lock:
+                self.manifest = Manifest.load(self.folder)
+                self._manifest_mtime = stamp
+
+    def _ensure_loaded(self) -> None:
+        self.refresh()
+        generation = self.docstore.generation
+        if self._loaded_generation == generation and self._vectors is not None:
+            return
+        with self._lock:
+            if self._loaded_generation == generation and self._vectors is not None:
+                return
+            m = self.manifest
+            if m.generation == generation and m.vectors_file and (self.folder / m.vectors_file).is_file():
+                try:
+                    index = vec.load_index(self.folder / m.vectors_file)
+                    sparse = SparseIndex.load(self.folder / m.bm25_dir)
+                except (OSError, RuntimeError, ValueError) as exc:
+                    log.warning("derived index files unreadable (%s); rebuilding from the docstore", exc)
+                    index, sparse = self._rebuild()
+            else:
+                if generation:
+                    log.warning("derived index files are stale (generation %s, docstore %s); rebuilding",
+                                m.generation, generation)
+                index, sparse = self._rebuild()
+            self._vectors = vec.to_gpu(index, self.use_gpu)
+            self._sparse = sparse
+            self._loaded_generation = generation
+
+    def _rebuild(self) -> tuple[Any, SparseIndex]:
+        docs, chunks = self.docstore.counts()
+        spec = vec.IndexSpec(self.manifest.index_type, self.manifest.index_params) if chunks else vec.IndexSpec("flat")
+        dim = self.manifest.dimension
+        index = vec.build_index(spec, dim, self.docstore.iter_vectors(dim))
+        return index, SparseIndex.build(self.docstore.iter_texts())
+
+    @property
+    def vectors(self) -> Any:
+        """The FAISS index (on GPU when available and allowed)."""
+        self._ensure_loaded()
+        return self._vectors
+
+    @property
+    def sparse(self) -> SparseIndex:
+        self._ensure_loaded()
+        assert self._sparse is not None
+        return self._sparse
+
+    def stats(self) -> dict[str, Any]:
+        """Manifest facts plus live counts and sizes, for ``rag-app index stats``."""
+        docs, chunks = self.docstore.counts()
+        size = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+        formats: dict[str, int] = {}
+        for row in self.docstore.conn.execute("SELECT format, COUNT(*) FROM documents GROUP BY format"):
+            formats[row[0]] = row[1]
+        m = self.manifest
+        return {
+            "index": str(self.folder),
+            "documents": docs,
+            "chunks": chunks,
+            "vectors": m.vectors,
+            "formats": formats,
+            "embedding_model": m.embedding_model,
+            "embedding_model_id": m.embedding_model_id,
+            "dimension": m.dimension,
+            "metric": m.metric,
+            "index_type": m.index_type,
+            "index_params": m.index_params,
+            "chunk_tokens": m.chunk_tokens,
+            "overlap_tokens": m.overlap_tokens,
+            "schema_version": m.schema_version,
+            "generation": self.docstore.generation,
+            "created_at": m.created_at,
+            "updated_at": m.updated_at,
+            "size_bytes": size,
+        }
+
+    def writer(self, index_type: str = "auto") -> IndexWriter:
+        """The one writer of this index; raises :class:`IndexLockedError` if another process writes."""
+        return IndexWriter(self, index_type)
+
+    def close(self) -> None:
+        store = getattr(self._local, "docstore", None)
+        if store is not None:
+            store.close()
+            self._local.docstore = None
+
+
+class IndexWriter:
+    """Changes an index under an exclusive lock. Each :meth:`put`/:meth:`delete` is one transaction.
+
+    :meth:`finish` brings the FAISS and BM25 files up to the committed generation and writes
+    the manifest; a crash before that leaves them stale, and readers rebuild them.
+    """
+
+    def __init__(self, store: IndexStore, index_type: str) -> None:
+        self.store = store
+        self.index_type = index_type
+        self._filelock = FileLock(str(store.folder / LOCK_NAME), timeout=0)
+        self.db: Docstore | None = None
+        self.added_ids: list[int] = []
+        self.added_vectors: list[np.ndarray] = []
+        self.removed_ids: list[int] = []
+        self.start_generation = 0
+
+    def __enter__(self) -> IndexWriter:
+        try:
+            self._filelock.acquire()
+        except Timeout:
+            raise IndexLockedError(
+                f"another process is writing to the index {self.store.folder}; wait for it to finish"
+            ) from None
+        self.db = Docstore(self.store.folder / DOCSTORE_NAME)
+        self.start_generation = self.db.generation
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self.finish()
+        finally:
+            if self.db is not None:
+                self.db.close()
+            self._filelock.release()
+
+    @property
+    def _db(self) -> Docstore:
+        if self.db is None:
+            raise RuntimeError("use the writer as a context manager")
+        return self.db
+
+    def cached_vectors(self, text_hashes: Sequence[str]) -> dict[str, bytes]:
+        return self._db.cached_vectors(text_hashes)
+
+    def put(self, documents: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        """Insert or replace documents in one transaction.
+
+        Each dict has the keywords of :meth:`Docstore.replace_document` (``source``,
+        ``content_hash``, ``format``, ``size``, ``mtime``, ``metadata``, ``chunks``,
+        ``text_hashes``, ``vectors``). Returns (chunks added, chunks removed).
+        """
+        added_total = removed_total = 0
+        with self._db.transaction():
+            for doc in documents:
+                added, removed = self._db.replace_document(**doc)
+                self.added_ids.extend(added)
+                self.added_vectors.append(np.asarray(doc["vectors"], dtype=np.float32))
+                self.removed_ids.extend(removed)
+                added_total += len(added)
+                removed_total += len(removed)
+            if documents:
+                self._db.bump_generation()
+        return added_total, removed_total
+
+    def delete(self, sources: Sequence[str]) -> int:
+        """Remove documents by source in one transaction; returns chunks removed."""
+        removed_total = 0
+        with self._db.transaction():
+            for source in sources:
+                removed = self._db.delete_document(source)
+                self.removed_ids.extend(removed)
+                removed_total += len(removed)
+            if sources:
+                self._db.bump_generation()
+        return removed_total
+
+    def document(self, source: str) -> Any:
+        return self._db.document(source)
+
+    def sources(self) -> set[str]:
+        return self._db.sources()
+
+    def finish(self) -> None:
+        """Write FAISS, BM25 and the manifest for the committed generation (no-op if nothing changed)."""
+        db = self._db
+        store = self.store
+        generation = db.generation
+        manifest = Manifest.load(store.folder)
+        if generation == manifest.generation and manifest.vectors_file:
+            return
+        docs, chunks = db.counts()
+        spec = vec.choose_spec(chunks, self.index_type)
+        dim = manifest.dimension
+        index = self._updated_vectors(manifest, spec, dim)
+        vectors_file = f"vectors.{generation}.faiss"
+        vec.save_index(index, store.folder / vectors_file)
+        bm25_dir = f"bm25.{generation}"
+        tmp_dir = store.folder / f".{bm25_dir}.tmp"
+        SparseIndex.build(db.iter_texts()).save(tmp_dir)
+        if (store.folder / bm25_dir).exists():
+            shutil.rmtree(store.folder / bm25_dir)
+        os.replace(tmp_dir, store.folder / bm25_dir)
+        manifest.generation = generation
+        manifest.vectors_file = vectors_file
+        manifest.bm25_dir = bm25_dir
+        manifest.index_type = spec.type
+        manifest.index_params = dict(spec.params)
+        manifest.documents, manifest.chunks, manifest.vectors = docs, chunks, int(index.ntotal)
+        manifest.updated_at = _now()
+        manifest.save(store.folder)
+        self._remove_old_files(vectors_file, bm25_dir)
+
+    def _updated_vectors(self, manifest: Manifest, spec: vec.IndexSpec, dim: int) -> Any:
+        # A flat index whose file matches the generation we started from is updated in place;
+        # anything else (another type, stale files) is rebuilt from the docstore.
+        path = self.store.folder / manifest.vectors_file if manifest.vectors_file else None
+        if (
+            spec.type == "flat"
+            and manifest.index_type == "flat"
+            and manifest.generation == self.start_generation
+            and path is not None
+            and path.is_file()
+        ):
+            index = vec.load_index(path)
+            if self.removed_ids:
+                index.remove_ids(np.asarray(self.removed_ids, dtype=np.int64))
+            if self.added_ids:
+                ids = np.asarray(self.added_ids, dtype=np.int64)
+                live = self._db.vectors_for(self.added_ids, dim)  # drop ids replaced again later
+                keep = np.isin(ids, self.removed_ids, invert=True)
+                index.add_with_ids(np.ascontiguousarray(live[keep]), ids[keep])
+            return index
+        return vec.build_index(spec, dim, self._db.iter_vectors(dim))
+
+    def _remove_old_files(self, vectors_file: str, bm25_dir: str) -> None:
+        for path in self.store.folder.iterdir():
+            name = path.name
+            if name.startswith("vectors.") and name.endswith(".faiss") and name != vectors_file:
+                path.unlink(missing_ok=True)
+            elif name.startswith("bm25.") and name != bm25_dir and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+

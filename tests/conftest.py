@@ -1,0 +1,48 @@
+"""Shared fixtures: the real evaluation data beside the project, settings with a private cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data; skips the test with a reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where converted models go during the tests.
+
+    ``RAG_APP_TEST_CACHE_DIR`` reuses a folder across runs (faster locally); CI starts empty,
+    so the ONNX export and the GGUF conversion are exercised there.
+    """
+    reuse = os.environ.get("RAG_APP_TEST_CACHE_DIR")
+    if reuse:
+        Path(reuse).mkdir(parents=True, exist_ok=True)
+        return Path(reuse)
+    return tmp_path_factory.mktemp("rag-app-cache")
+
+
+@pytest.fixture(scope="session")
+def settings(cache_dir: Path):  # type: ignore[no-untyped-def]
+    from rag_app.settings import Settings
+
+    return Settings(cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def embedder(settings):  # type: ignore[no-untyped-def]
+    """The packaged all-MiniLM-L6-v2 on the default backend (ONNX int8), exported once a session."""
+    from rag_app.embeddings import create_embedder
+
+    return create_embedder(settings)

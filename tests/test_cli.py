@@ -1,0 +1,116 @@
+"""The real `rag-app` command in a subprocess: JSON outputs, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def run(settings, embedder):  # type: ignore[no-untyped-def]
+    # ``embedder`` makes sure the ONNX export is cached before the subprocesses start.
+    env = {**os.environ, "RAG_APP_CACHE_DIR": str(settings.cache_dir)}
+    env.pop("RAG_APP_CONFIG", None)
+
+    def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rag_app.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=cwd,
+            timeout=300,
+        )
+
+    return _run
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory, run):  # type: ignore[no-untyped-def]
+    docs = tmp_path_factory.mktemp("docs")
+    (docs / "tides.md").write_text("# Tides\n\nThe moon's gravity pulls the oceans and causes tides.\n")
+    (docs / "volcano.txt").write_text("Lava from a volcano cools into basalt.\n\nMagma chambers feed eruptions.")
+    (docs / "empty.txt").write_bytes(b"")
+    folder = tmp_path_factory.mktemp("idx") / "index"
+    result = run("ingest", str(docs), "--index", str(folder), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in ("files_seen", "files_ingested", "files_unchanged", "files_failed", "chunks_added",
+                "chunks_removed", "seconds"):
+        assert key in report
+    assert report["files_ingested"] == 2
+    assert any(item["path"].endswith("empty.txt") for item in report["files_skipped"])
+    return folder
+
+
+def test_search_json(run, index: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("search", "what causes tides?", "--index", str(index), "-k", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    hits = json.loads(result.stdout)
+    assert len(hits) == 1
+    hit = hits[0]
+    assert hit["source"].endswith("tides.md")
+    assert set(("text", "source", "page", "start", "end", "score")) <= set(hit)
+    assert "moon" in hit["text"]
+
+
+def test_search_human_output(run, index: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("search", "basalt", "--index", str(index), "-k", "2")
+    assert result.returncode == 0
+    assert "volcano.txt" in result.stdout and "[1]" in result.stdout
+
+
+def test_reingest_is_unchanged_and_stats(run, index: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    stats = json.loads(run("index", "stats", str(index), "--json").stdout)
+    assert stats["documents"] == 2 and stats["chunks"] >= 2 and stats["embedding_model"] == "all-MiniLM-L6-v2"
+    human = run("index", "stats", str(index))
+    assert "index_type" in human.stdout
+
+
+def test_errors_are_one_line_and_non_zero(run, tmp_path: Path, index: Path) -> None:  # type: ignore[no-untyped-def]
+    missing = run("search", "x", "--index", str(tmp_path / "nope"))
+    assert missing.returncode != 0
+    assert missing.stderr.strip().startswith("error:") and len(missing.stderr.strip().splitlines()) == 1
+    nothing = run("ingest", str(tmp_path / "does-not-exist"), "--index", str(tmp_path / "i"))
+    assert nothing.returncode != 0 and "does not exist" in nothing.stderr
+    empty_dir = tmp_path / "empty"
+    empty_dir.mkdir()
+    empty = run("ingest", str(empty_dir), "--index", str(tmp_path / "i2"))
+    assert empty.returncode == 1 and "nothing could be ingested" in empty.stderr
+    blank = run("search", "   ", "--index", str(index))
+    assert blank.returncode == 2 and "empty" in blank.stderr
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text("[retrieval]\nk = -1\n")
+    config_error = run("--config", str(bad_config), "config", "show")
+    assert config_error.returncode == 2 and "retrieval.k" in config_error.stderr
+
+
+def test_huge_file_is_skipped_with_a_reason(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    with (docs / "huge.txt").open("wb") as handle:
+        handle.truncate(200 * 1024 * 1024)  # sparse: 200 MB without writing them
+    (docs / "small.txt").write_text("Small files still get indexed next to huge ones.")
+    result = run("ingest", str(docs), "--index", str(tmp_path / "i"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["files_ingested"] == 1
+    reasons = {Path(i["path"]).name: i["error"] for i in report["files_skipped"]}
+    assert "larger than" in reasons["huge.txt"]
+
+
+def test_config_show_and_models(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "rag-app.toml").write_text("[retrieval]\nk = 7\n")
+    shown = run("config", "show", "--json", cwd=tmp_path)
+    data = json.loads(shown.stdout)
+    assert data["retrieval.k"] == {"value": 7, "origin": f"file {Path('rag-app.toml')}"}
+    assert data["cache_dir"]["origin"] == "env RAG_APP_CACHE_DIR"
+    models = run("models", "--json")
+    assert models.returncode == 0, models.stderr
+    roles = {row["role"] for row in json.loads(models.stdout)}
+    assert {"embedder", "generator"} <= roles
