@@ -86,15 +86,22 @@ class Chunker:
         used = 0
         for piece in pieces:
             only_headings = all(p.section.kind == "heading" for p in current)
-            starts_new = bool(current) and not (only_headings and used + piece.tokens <= self.budget) and (
-                piece.section.kind == "heading"
-                or piece.section.page != current[0].section.page
-                or used + piece.tokens > self.budget
+            starts_new = (
+                bool(current)
+                and not (only_headings and used + piece.tokens <= self.budget)
+                and (
+                    piece.section.kind == "heading"
+                    or piece.section.page != current[0].section.page
+                    or used + piece.tokens > self.budget
+                )
             )
             if starts_new:
                 groups.append(current)
                 carry = self._carry_over(current) if used + piece.tokens > self.budget else []
-                if sum(p.tokens for p in carry) + piece.tokens > self.budget or piece.section.kind == "heading":
+                if (
+                    sum(p.tokens for p in carry) + piece.tokens > self.budget
+                    or piece.section.kind == "heading"
+                ):
                     carry = []
                 current, used = list(carry), sum(p.tokens for p in carry)
             current.append(piece)

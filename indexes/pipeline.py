@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from functools import partial
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -311,7 +311,6 @@ def _prune(paths: Sequence[str | Path], seen: list[Path], writer: IndexWriter, r
     if gone:
         report.chunks_removed += writer.delete(gone)
         report.files_removed = len(gone)
-
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

@@ -6,7 +6,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,6 +71,8 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.root.handlers:
+        handler.setLevel(level)  # some libraries set their own loggers to DEBUG
     ctx.ensure_object(dict)["config"] = config
 
 
@@ -108,7 +109,8 @@ def ingest(
         )
         click.echo(
             f"{report.chunks_added} chunks added ({report.chunks_embedded} embedded, "
-            f"{report.chunks_reused} reused), {report.chunks_removed} removed in {report.seconds:.1f} s -> {index}"
+            f"{report.chunks_reused} reused), {report.chunks_removed} removed "
+            f"in {report.seconds:.1f} s -> {index}"
         )
         for item in report.files_failed + report.files_skipped:
             click.echo(f"  skipped {item['path']}: {item['error']}", err=True)

@@ -59,7 +59,8 @@ class RAG:
         if self._store is None:
             if not IndexStore.exists(self.index_dir):
                 raise IndexNotFoundError(
-                    f"no index at {self.index_dir}; create one with `rag-app ingest PATH --index {self.index_dir}`"
+                    f"no index at {self.index_dir}; "
+                    f"create one with `rag-app ingest PATH --index {self.index_dir}`"
                 )
             store = IndexStore.open(self.index_dir, self.settings.index.use_gpu)
             store.manifest.check_compatible(embedder_model_name(self.embedder), self.embedder.dimension)
@@ -72,7 +73,9 @@ class RAG:
             self._retriever = HybridRetriever(self.store, self.embedder, self.settings.retrieval)
         return self._retriever
 
-    def ingest(self, paths: Sequence[str | Path], *, prune: bool = False, progress: bool = False) -> IngestReport:
+    def ingest(
+        self, paths: Sequence[str | Path], *, prune: bool = False, progress: bool = False
+    ) -> IngestReport:
         """Add, update (and with ``prune`` remove) documents; see :func:`indexes.pipeline.ingest`."""
         # The facade reaches into the ingest package lazily, like the CLI: rag_app stays importable alone.
         from indexes.pipeline import ingest

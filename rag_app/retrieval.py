@@ -41,7 +41,9 @@ def reciprocal_rank_fusion(ranked: Sequence[Sequence[tuple[int, float]]], k: int
     return fused
 
 
-def weighted_fusion(ranked: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float]) -> dict[int, float]:
+def weighted_fusion(
+    ranked: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float]
+) -> dict[int, float]:
     """Convex combination of min-max normalised scores; an item missing from a list scores 0 there."""
     fused: dict[int, float] = {}
     for hits, weight in zip(ranked, weights, strict=True):
@@ -65,10 +67,7 @@ def mmr(query: np.ndarray, candidates: np.ndarray, relevance: np.ndarray, k: int
     sim = candidates @ candidates.T
     remaining = list(range(len(candidates)))
     while remaining and len(chosen) < k:
-        if chosen:
-            redundancy = sim[np.ix_(remaining, chosen)].max(axis=1)
-        else:
-            redundancy = np.zeros(len(remaining))
+        redundancy = sim[np.ix_(remaining, chosen)].max(axis=1) if chosen else np.zeros(len(remaining))
         scores = lam * rel[remaining] - (1.0 - lam) * redundancy
         best = remaining[int(np.argmax(scores))]
         chosen.append(best)
@@ -142,7 +141,9 @@ class HybridRetriever:
             if key in seen:
                 continue  # the same passage in two files (boilerplate, copies)
             seen.add(key)
-            hit.scores = {name: scores[hit.chunk_id] for name, scores in per_retriever.items() if hit.chunk_id in scores}
+            hit.scores = {
+                name: scores[hit.chunk_id] for name, scores in per_retriever.items() if hit.chunk_id in scores
+            }
             unique.append(hit)
             if len(unique) == k:
                 break
@@ -151,5 +152,6 @@ class HybridRetriever:
     def _allowed_ids(self, filters: Filters | None) -> np.ndarray | None:
         if filters is None or not filters.active:
             return None
-        return self.store.docstore.chunk_ids_matching(source_glob=filters.source, formats=filters.formats or None)
-
+        return self.store.docstore.chunk_ids_matching(
+            source_glob=filters.source, formats=filters.formats or None
+        )

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
 
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -156,9 +158,8 @@ class Settings(BaseSettings):
         return settings
 
     def origins(self) -> dict[str, str]:
-        """Where each effective value came from: ``default``, ``env RAG_APP_…``, ``file PATH`` or ``argument``."""
-        found: dict[str, str] = getattr(self, "_origins", {})
-        return {key: found.get(key, "default") for key in flatten(self.model_dump())}
+        """Where each value came from: ``default``, ``env RAG_APP_…``, ``file PATH`` or ``argument``."""
+        return {key: self._origins.get(key, "default") for key in flatten(self.model_dump())}
 
     def explain(self) -> list[tuple[str, Any, str]]:
         """Rows of (dotted key, effective value, origin) for ``rag-app config show``."""

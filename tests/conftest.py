@@ -34,14 +34,14 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(cache_dir: Path):  # type: ignore[no-untyped-def]
+def settings(cache_dir: Path):
     from rag_app.settings import Settings
 
     return Settings(cache_dir=cache_dir)
 
 
 @pytest.fixture(scope="session")
-def embedder(settings):  # type: ignore[no-untyped-def]
+def embedder(settings):
     """The packaged all-MiniLM-L6-v2 on the default backend (ONNX int8), exported once a session."""
     from rag_app.embeddings import create_embedder
 

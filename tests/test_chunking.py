@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from indexes.chunking import Chunker
@@ -7,11 +9,11 @@ from rag_app.documents import LoadedDocument, Section
 
 
 @pytest.fixture(scope="module")
-def tokenizer(embedder):  # type: ignore[no-untyped-def]
+def tokenizer(embedder):
     return embedder.tokenizer
 
 
-def _tokens(tokenizer, text: str) -> int:  # type: ignore[no-untyped-def]
+def _tokens(tokenizer, text: str) -> int:
     import tokenizers
 
     tok = tokenizers.Tokenizer.from_str(tokenizer.to_str())
@@ -24,7 +26,7 @@ def _doc(sections: list[Section]) -> LoadedDocument:
     return LoadedDocument("doc.md", "markdown", sections)
 
 
-def test_offsets_point_into_the_extracted_text(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_offsets_point_into_the_extracted_text(tokenizer) -> None:
     long = " ".join(f"Claim {i} says that retrieval helps generation stay grounded." for i in range(80))
     doc = _doc(
         [
@@ -47,17 +49,17 @@ def test_offsets_point_into_the_extracted_text(tokenizer) -> None:  # type: igno
     # windows over the long paragraph overlap and start at a sentence
     windows = [c for c in chunks if c.text.startswith("Claim")]
     assert len(windows) >= 3
-    assert all(b.start < a.end for a, b in zip(windows, windows[1:], strict=False))
+    assert all(b.start < a.end for a, b in itertools.pairwise(windows))
 
 
-def test_pages_are_never_mixed(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_pages_are_never_mixed(tokenizer) -> None:
     doc = _doc([Section(f"Page {p} text.", page=p) for p in (1, 1, 2, 3)])
     chunks = Chunker(tokenizer, chunk_tokens=256, overlap_tokens=16).chunk(doc)
     assert [c.page for c in chunks] == [1, 2, 3]
     assert chunks[0].text == "Page 1 text.\n\nPage 1 text."
 
 
-def test_code_is_cut_at_line_ends(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_code_is_cut_at_line_ends(tokenizer) -> None:
     code = "\n".join(f"value_{i} = compute(value_{i - 1}, factor={i})" for i in range(1, 60))
     doc = _doc([Section(code, kind="code")])
     chunks = Chunker(tokenizer, chunk_tokens=64, overlap_tokens=8).chunk(doc)
@@ -66,13 +68,13 @@ def test_code_is_cut_at_line_ends(tokenizer) -> None:  # type: ignore[no-untyped
         assert doc.text[chunk.end : chunk.end + 1] == "\n"
 
 
-def test_empty_sections_and_documents(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_empty_sections_and_documents(tokenizer) -> None:
     chunker = Chunker(tokenizer)
     assert chunker.chunk(_doc([])) == []
     chunks = chunker.chunk(_doc([Section("   "), Section("Real text here.")]))
     assert [c.text for c in chunks] == ["Real text here."]
 
 
-def test_overlap_must_be_small(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_overlap_must_be_small(tokenizer) -> None:
     with pytest.raises(ValueError, match="overlap"):
         Chunker(tokenizer, chunk_tokens=64, overlap_tokens=40)

@@ -12,7 +12,7 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def run(settings, embedder):  # type: ignore[no-untyped-def]
+def run(settings, embedder):
     # ``embedder`` makes sure the ONNX export is cached before the subprocesses start.
     env = {**os.environ, "RAG_APP_CACHE_DIR": str(settings.cache_dir)}
     env.pop("RAG_APP_CONFIG", None)
@@ -31,24 +31,33 @@ def run(settings, embedder):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory, run):  # type: ignore[no-untyped-def]
+def index(tmp_path_factory: pytest.TempPathFactory, run):
     docs = tmp_path_factory.mktemp("docs")
     (docs / "tides.md").write_text("# Tides\n\nThe moon's gravity pulls the oceans and causes tides.\n")
-    (docs / "volcano.txt").write_text("Lava from a volcano cools into basalt.\n\nMagma chambers feed eruptions.")
+    (docs / "volcano.txt").write_text(
+        "Lava from a volcano cools into basalt.\n\nMagma chambers feed eruptions."
+    )
     (docs / "empty.txt").write_bytes(b"")
     folder = tmp_path_factory.mktemp("idx") / "index"
     result = run("ingest", str(docs), "--index", str(folder), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    for key in ("files_seen", "files_ingested", "files_unchanged", "files_failed", "chunks_added",
-                "chunks_removed", "seconds"):
+    for key in (
+        "files_seen",
+        "files_ingested",
+        "files_unchanged",
+        "files_failed",
+        "chunks_added",
+        "chunks_removed",
+        "seconds",
+    ):
         assert key in report
     assert report["files_ingested"] == 2
     assert any(item["path"].endswith("empty.txt") for item in report["files_skipped"])
     return folder
 
 
-def test_search_json(run, index: Path) -> None:  # type: ignore[no-untyped-def]
+def test_search_json(run, index: Path) -> None:
     result = run("search", "what causes tides?", "--index", str(index), "-k", "1", "--json")
     assert result.returncode == 0, result.stderr
     hits = json.loads(result.stdout)
@@ -59,20 +68,20 @@ def test_search_json(run, index: Path) -> None:  # type: ignore[no-untyped-def]
     assert "moon" in hit["text"]
 
 
-def test_search_human_output(run, index: Path) -> None:  # type: ignore[no-untyped-def]
+def test_search_human_output(run, index: Path) -> None:
     result = run("search", "basalt", "--index", str(index), "-k", "2")
     assert result.returncode == 0
     assert "volcano.txt" in result.stdout and "[1]" in result.stdout
 
 
-def test_reingest_is_unchanged_and_stats(run, index: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_reingest_is_unchanged_and_stats(run, index: Path, tmp_path: Path) -> None:
     stats = json.loads(run("index", "stats", str(index), "--json").stdout)
     assert stats["documents"] == 2 and stats["chunks"] >= 2 and stats["embedding_model"] == "all-MiniLM-L6-v2"
     human = run("index", "stats", str(index))
     assert "index_type" in human.stdout
 
 
-def test_errors_are_one_line_and_non_zero(run, tmp_path: Path, index: Path) -> None:  # type: ignore[no-untyped-def]
+def test_errors_are_one_line_and_non_zero(run, tmp_path: Path, index: Path) -> None:
     missing = run("search", "x", "--index", str(tmp_path / "nope"))
     assert missing.returncode != 0
     assert missing.stderr.strip().startswith("error:") and len(missing.stderr.strip().splitlines()) == 1
@@ -90,7 +99,7 @@ def test_errors_are_one_line_and_non_zero(run, tmp_path: Path, index: Path) -> N
     assert config_error.returncode == 2 and "retrieval.k" in config_error.stderr
 
 
-def test_huge_file_is_skipped_with_a_reason(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_huge_file_is_skipped_with_a_reason(run, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     with (docs / "huge.txt").open("wb") as handle:
@@ -104,7 +113,7 @@ def test_huge_file_is_skipped_with_a_reason(run, tmp_path: Path) -> None:  # typ
     assert "larger than" in reasons["huge.txt"]
 
 
-def test_config_show_and_models(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_config_show_and_models(run, tmp_path: Path) -> None:
     (tmp_path / "rag-app.toml").write_text("[retrieval]\nk = 7\n")
     shown = run("config", "show", "--json", cwd=tmp_path)
     data = json.loads(shown.stdout)

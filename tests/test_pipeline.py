@@ -41,7 +41,7 @@ def corpus(tmp_path: Path) -> Path:
     return tmp_path / "docs"
 
 
-def test_ingest_search_and_incremental_updates(corpus: Path, tmp_path: Path, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_search_and_incremental_updates(corpus: Path, tmp_path: Path, settings, embedder) -> None:
     rag = RAG(tmp_path / "index", settings, embedder=embedder)
     first = rag.ingest([corpus])
     assert first.files_seen == 3 and first.files_ingested == 3 and first.files_failed == []
@@ -80,7 +80,7 @@ def test_ingest_search_and_incremental_updates(corpus: Path, tmp_path: Path, set
     assert manifest.index_type == "flat"
 
 
-def test_bad_inputs_are_reported_and_skipped(tmp_path: Path, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_bad_inputs_are_reported_and_skipped(tmp_path: Path, settings, embedder) -> None:
     docs = tmp_path / "docs"
     _write(docs, {"good.txt": "Granite is an igneous rock rich in quartz and feldspar."})
     (docs / "empty.txt").write_bytes(b"")
@@ -101,7 +101,7 @@ def test_bad_inputs_are_reported_and_skipped(tmp_path: Path, settings, embedder)
     assert RAG(tmp_path / "index2", settings, embedder=embedder).ingest([empty]).nothing_ingested
 
 
-def test_second_writer_is_refused(corpus: Path, tmp_path: Path, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_second_writer_is_refused(corpus: Path, tmp_path: Path, settings, embedder) -> None:
     rag = RAG(tmp_path / "index", settings, embedder=embedder)
     rag.ingest([corpus])
     store = IndexStore.open(tmp_path / "index")
@@ -110,7 +110,7 @@ def test_second_writer_is_refused(corpus: Path, tmp_path: Path, settings, embedd
     assert rag.ingest([corpus]).files_unchanged == 3  # the lock was released
 
 
-def test_index_built_with_another_model_is_refused(corpus: Path, tmp_path: Path, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_index_built_with_another_model_is_refused(corpus: Path, tmp_path: Path, settings, embedder) -> None:
     rag = RAG(tmp_path / "index", settings, embedder=embedder)
     rag.ingest([corpus])
     path = tmp_path / "index" / "manifest.json"
@@ -121,11 +121,14 @@ def test_index_built_with_another_model_is_refused(corpus: Path, tmp_path: Path,
         RAG.open(tmp_path / "index", settings, embedder=embedder)
 
 
-def test_readers_search_while_a_writer_ingests(corpus: Path, tmp_path: Path, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_readers_search_while_a_writer_ingests(corpus: Path, tmp_path: Path, settings, embedder) -> None:
     rag = RAG(tmp_path / "index", settings, embedder=embedder)
     rag.ingest([corpus])
     more = tmp_path / "more"
-    _write(more, {f"note{i}.txt": f"Note {i} is about bread, ovens and baking temperature {i}." for i in range(30)})
+    _write(
+        more,
+        {f"note{i}.txt": f"Note {i} is about bread, ovens and baking temperature {i}." for i in range(30)},
+    )
     errors: list[BaseException] = []
 
     def read() -> None:
@@ -133,7 +136,7 @@ def test_readers_search_while_a_writer_ingests(corpus: Path, tmp_path: Path, set
         try:
             for _ in range(20):
                 assert reader.search("bake bread", k=3)
-        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=read)
@@ -165,13 +168,17 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
-def test_kill_9_mid_ingest_keeps_the_previous_index(corpus: Path, tmp_path: Path, settings, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_mid_ingest_keeps_the_previous_index(corpus: Path, tmp_path: Path, settings, embedder) -> None:
     index = tmp_path / "index"
     rag = RAG(index, settings, embedder=embedder)
     rag.ingest([corpus])
-    before = {h.chunk_id for h in rag.search("bread dough", k=5)}
+    before_top = rag.search("how long should dough rise?", k=1)[0].chunk_id
+    before_docs = {d.source: d.content_hash for d in rag.documents()}
     big = tmp_path / "big"
-    _write(big, {f"part{i}.txt": f"Part {i}: granite, basalt and marble are rocks number {i}." for i in range(40)})
+    _write(
+        big,
+        {f"part{i}.txt": f"Part {i}: granite, basalt and marble are rocks number {i}." for i in range(40)},
+    )
 
     proc = subprocess.Popen(
         [sys.executable, "-c", KILL_SCRIPT, str(index), str(big), str(settings.cache_dir)],
@@ -192,7 +199,9 @@ def test_kill_9_mid_ingest_keeps_the_previous_index(corpus: Path, tmp_path: Path
 
     # the old documents are all still found; the lock died with the process
     reopened = RAG.open(index, settings, embedder=embedder)
-    assert {h.chunk_id for h in reopened.search("bread dough", k=5)} == before
+    assert reopened.search("how long should dough rise?", k=1)[0].chunk_id == before_top
+    after_docs = {d.source: d.content_hash for d in reopened.documents()}
+    assert before_docs.items() <= after_docs.items()
     # committed batches are searchable even though the FAISS/BM25 files were never written
     assert any("granite" in h.text for h in reopened.search("granite basalt marble", k=3))
     finished = reopened.ingest([big])

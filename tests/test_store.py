@@ -60,7 +60,9 @@ def test_manifest_roundtrip_and_checks(tmp_path: Path) -> None:
         Manifest.load(tmp_path)
 
 
-@pytest.mark.parametrize(("n", "kind"), [(10, "flat"), (49_999, "flat"), (50_000, "hnsw"), (2_000_000, "ivf")])
+@pytest.mark.parametrize(
+    ("n", "kind"), [(10, "flat"), (49_999, "flat"), (50_000, "hnsw"), (2_000_000, "ivf")]
+)
 def test_index_type_by_size(n: int, kind: str) -> None:
     assert vec.choose_spec(n).type == kind
 
@@ -88,7 +90,7 @@ def test_gpu_always_without_gpu_is_a_clear_error() -> None:
     if vec.gpu_count():
         pytest.skip("a GPU is present")
     assert vec.to_gpu(index, "auto") is index
-    with pytest.raises(RuntimeError, match="gpu. extra"):
+    with pytest.raises(RuntimeError, match=r"`gpu` extra"):
         vec.to_gpu(index, "always")
 
 

@@ -1,0 +1,86 @@
+"""Document loaders: one entry point, :func:`load_document`, dispatching on the file extension.
+
+Each format family lives in its own module, imported only when a file of that type is
+loaded, so ``import indexes.loaders`` stays cheap (no lxml, no pdfium).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from rag_app.documents import LoadedDocument
+from rag_app.errors import DocumentError, UnsupportedFormatError
+
+__all__ = ["SUPPORTED_EXTENSIONS", "load_document"]
+
+log = logging.getLogger(__name__)
+
+_LOADERS: dict[str, tuple[str, str]] = {
+    ".txt": ("text", "load_text"),
+    ".md": ("text", "load_markdown"),
+    ".markdown": ("text", "load_markdown"),
+    ".rst": ("text", "load_rst"),
+    ".html": ("html", "load_html"),
+    ".htm": ("html", "load_html"),
+    ".xhtml": ("html", "load_html"),
+    ".pdf": ("pdf", "load_pdf"),
+    ".docx": ("office", "load_docx"),
+    ".pptx": ("office", "load_pptx"),
+    ".xlsx": ("office", "load_xlsx"),
+    ".odt": ("office", "load_odt"),
+    ".csv": ("tabular", "load_csv"),
+    ".tsv": ("tabular", "load_csv"),
+    ".eml": ("mail", "load_eml"),
+    ".epub": ("epub", "load_epub"),
+    ".rtf": ("rtf", "load_rtf"),
+    ".json": ("jsondoc", "load_json"),
+    ".jsonl": ("jsondoc", "load_jsonl"),
+}
+"""Extension → (module under ``indexes.loaders``, function name)."""
+
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(_LOADERS)
+"""File extensions :func:`load_document` handles, lower case, with the dot."""
+
+
+def load_document(path: str | Path) -> LoadedDocument:
+    """Load one file into a :class:`LoadedDocument` with structure-aware sections.
+
+    Raises :class:`UnsupportedFormatError` for an unknown extension and
+    :class:`DocumentError` (with a short reason) for a broken, encrypted, unreadable or
+    text-less file; no parser exception escapes unwrapped.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _LOADERS:
+        kind = f"file type {suffix}" if suffix else "file type (no extension)"
+        raise UnsupportedFormatError(str(path), f"unsupported {kind}")
+    loader = _loader(suffix)
+    try:
+        document = loader(path)
+    except DocumentError:
+        raise
+    except MemoryError as exc:
+        raise DocumentError(str(path), "too large to load (out of memory)") from exc
+    except Exception as exc:  # a parser bug on one file becomes a clear per-file error
+        log.debug("loader failed on %s", path, exc_info=True)
+        raise DocumentError(str(path), f"could not be parsed ({type(exc).__name__}: {exc})") from exc
+    document.sections = [s for s in document.sections if s.text.strip()]
+    if not document.sections:
+        raise DocumentError(str(path), _no_text_reason(document.format))
+    return document
+
+
+def _loader(suffix: str) -> Callable[[Path], LoadedDocument]:
+    module_name, function = _LOADERS[suffix]
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    loader: Callable[[Path], LoadedDocument] = getattr(module, function)
+    return loader
+
+
+def _no_text_reason(fmt: str) -> str:
+    if fmt == "pdf":
+        return "no text found (scanned PDF without a text layer? OCR is not supported)"
+    return "no text found"

@@ -72,7 +72,9 @@ class Docstore:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
-        self.conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self.conn = sqlite3.connect(
+            uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA foreign_keys = ON")
         if not readonly:
@@ -106,7 +108,8 @@ class Docstore:
 
     def set_meta(self, key: str, value: str) -> None:
         self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
 
@@ -169,7 +172,8 @@ class Docstore:
         added: list[int] = []
         for chunk, text_hash, vector in zip(chunks, text_hashes, vectors, strict=True):
             cur = self.conn.execute(
-                'INSERT INTO chunks (doc_id, ordinal, text, start, "end", page, heading_path, text_hash, vector) '
+                "INSERT INTO chunks "
+                '(doc_id, ordinal, text, start, "end", page, heading_path, text_hash, vector) '
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     doc_id,

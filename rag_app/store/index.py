@@ -58,7 +58,9 @@ class IndexStore:
         """Open an existing index; raises :class:`IndexNotFoundError` if there is none."""
         path = Path(folder)
         if not path.exists():
-            raise IndexNotFoundError(f"index folder {path} does not exist; run `rag-app ingest PATH --index {path}`")
+            raise IndexNotFoundError(
+                f"index folder {path} does not exist; run `rag-app ingest PATH --index {path}`"
+            )
         return cls(path, Manifest.load(path), use_gpu)
 
     @classmethod
@@ -135,16 +137,23 @@ class IndexStore:
                     index, sparse = self._rebuild()
             else:
                 if generation:
-                    log.warning("derived index files are stale (generation %s, docstore %s); rebuilding",
-                                m.generation, generation)
+                    log.warning(
+                        "derived index files are stale (generation %s, docstore %s); rebuilding",
+                        m.generation,
+                        generation,
+                    )
                 index, sparse = self._rebuild()
             self._vectors = vec.to_gpu(index, self.use_gpu)
             self._sparse = sparse
             self._loaded_generation = generation
 
     def _rebuild(self) -> tuple[Any, SparseIndex]:
-        docs, chunks = self.docstore.counts()
-        spec = vec.IndexSpec(self.manifest.index_type, self.manifest.index_params) if chunks else vec.IndexSpec("flat")
+        _, chunks = self.docstore.counts()
+        spec = (
+            vec.IndexSpec(self.manifest.index_type, self.manifest.index_params)
+            if chunks
+            else vec.IndexSpec("flat")
+        )
         dim = self.manifest.dimension
         index = vec.build_index(spec, dim, self.docstore.iter_vectors(dim))
         return index, SparseIndex.build(self.docstore.iter_texts())
@@ -328,7 +337,7 @@ class IndexWriter:
         ):
             index = vec.load_index(path)
             if self.removed_ids:
-                index.remove_ids(np.asarray(self.removed_ids, dtype=np.int64))
+                index.remove_ids(np.asarray(self.removed_ids, dtype=np.int64))  # type: ignore[arg-type]
             if self.added_ids:
                 ids = np.asarray(self.added_ids, dtype=np.int64)
                 live = self._db.vectors_for(self.added_ids, dim)  # drop ids replaced again later
@@ -344,4 +353,3 @@ class IndexWriter:
                 path.unlink(missing_ok=True)
             elif name.startswith("bm25.") and name != bm25_dir and path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
-

@@ -57,7 +57,9 @@ class Manifest:
     def load(cls, folder: Path) -> Manifest:
         path = folder / MANIFEST_NAME
         if not path.is_file():
-            raise IndexNotFoundError(f"no index at {folder} (missing {MANIFEST_NAME}); run `rag-app ingest` first")
+            raise IndexNotFoundError(
+                f"no index at {folder} (missing {MANIFEST_NAME}); run `rag-app ingest` first"
+            )
         try:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (ValueError, TypeError) as exc:

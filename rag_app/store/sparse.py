@@ -25,7 +25,7 @@ def tokenize(texts: list[str]) -> list[list[str]]:
     """Lower-cased, stop-word-free, stemmed tokens (the same for documents and queries)."""
     import bm25s
 
-    return bm25s.tokenize(  # type: ignore[no-any-return]
+    return bm25s.tokenize(
         texts, stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False
     )
 

@@ -1,4 +1,4 @@
-"""FAISS vector index: choosing its type by size, building it, saving, loading, searching (GPU when present)."""
+"""FAISS vector index: its type chosen by size; build, save, load, search (on GPU when present)."""
 
 from __future__ import annotations
 

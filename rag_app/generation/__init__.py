@@ -1,0 +1,1 @@
+"""Generators: one protocol, several backends (transformers, OpenAI-compatible servers, llama.cpp)."""
