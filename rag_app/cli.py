@@ -164,6 +164,185 @@ def search(
         click.echo("    " + (text[:400] + " ..." if len(text) > 400 else text))
 
 
+def _print_answer(answer: Any, *, streamed: bool = False) -> None:
+    """The answer (unless already streamed), its grounding badge, flagged sentences and sources."""
+    if not streamed:
+        click.echo(answer.text)
+    if answer.abstained:
+        click.secho(f"(abstained: {answer.abstain_reason})", fg="yellow", err=True)
+    grounding = answer.grounding
+    if grounding is not None:
+        color = "green" if grounding.score >= 0.7 else "yellow" if grounding.score >= 0.4 else "red"
+        click.secho(f"grounding {grounding.score:.2f}", fg=color)
+        for sentence in grounding.flagged:
+            click.secho(f"  ! {sentence.text.strip()} ({sentence.reason}, {sentence.score:.2f})", fg="red")
+    shown = [c for c in answer.citations if c.cited] or answer.citations
+    title = "Sources:" if any(c.cited for c in answer.citations) else "Closest passages:"
+    click.echo(title)
+    for c in shown:
+        where = c.source + (f", page {c.page}" if c.page else "") + f", chars {c.start}-{c.end}"
+        text = " ".join(c.text.split())
+        click.echo(f"  [{c.number}] {where}\n      {text[:200]}{' ...' if len(text) > 200 else ''}")
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--index", "index", required=True, type=click.Path(path_type=Path), help="Index folder.")
+@click.option("-k", "k", type=click.IntRange(1, 100), default=None, help="Passages given to the generator.")
+@click.option("--source", default=None, help="Only files whose path matches this glob.")
+@click.option("--format", "formats", multiple=True, help="Only these formats; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the Answer object as JSON.")
+@click.option("--stream/--no-stream", default=None, help="Print tokens as they come (default: on a terminal).")
+@click.pass_context
+def ask(
+    ctx: click.Context,
+    question: str,
+    index: Path,
+    k: int | None,
+    source: str | None,
+    formats: tuple[str, ...],
+    as_json: bool,
+    stream: bool | None,
+) -> None:
+    """Answer QUESTION from the documents, citing numbered sources, or say they do not contain it.
+
+    \b
+    Examples:
+      rag-app ask "what does the warranty cover?" --index my-index
+      rag-app ask "when was it founded?" --index my-index --json
+    """
+    rag = _open_rag(ctx, index)
+    if as_json:
+        _print_json(rag.ask(question, k, source=source, formats=formats).to_dict())
+        return
+    if stream is None:
+        stream = sys.stdout.isatty()
+    if not stream:
+        _print_answer(rag.ask(question, k, source=source, formats=formats))
+        return
+    answer_stream = rag.stream(question, k, source=source, formats=formats)
+    for piece in answer_stream:
+        click.echo(piece, nl=False)
+    click.echo()
+    _print_answer(answer_stream.answer, streamed=True)
+
+
+@cli.command()
+@click.option("--index", "index", required=True, type=click.Path(path_type=Path), help="Index folder.")
+@click.option("--conversation", default=None, help="Continue a stored conversation by id.")
+@click.pass_context
+def chat(ctx: click.Context, index: Path, conversation: str | None) -> None:
+    """Chat with your documents in the terminal; follow-up questions use the conversation.
+
+    Type /new for a new conversation, /exit (or Ctrl-D) to leave.
+
+    \b
+    Example:
+      rag-app chat --index my-index
+    """
+    rag = _open_rag(ctx, index)
+    session = rag.chat(conversation)
+    click.echo(f"conversation {session.id} over {index} (/new, /exit)")
+    while True:
+        try:
+            question = input("you> ")
+        except EOFError:
+            click.echo()
+            return
+        if question.strip() in ("/exit", "/quit"):
+            return
+        if question.strip() == "/new":
+            session = rag.chat()
+            click.echo(f"conversation {session.id}")
+            continue
+        if not question.strip():
+            continue
+        try:
+            click.echo("rag> ", nl=False)
+            for piece in session.stream(question):
+                click.echo(piece, nl=False)
+            click.echo()
+            _print_answer(session.last_answer, streamed=True)
+        except RagAppError as exc:  # one bad question must not end the chat
+            click.echo(f"\nerror: {exc}", err=True)
+
+
+@cli.group()
+def guard() -> None:
+    """The hallucination guard."""
+
+
+@guard.command("train")
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("../shared/data"),
+    show_default=True,
+    help="Folder with halueval-sum/, halueval-dialogue/ and scifact/.",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file to write.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_context
+def guard_train(ctx: click.Context, data: Path, out: Path, seed: int) -> None:
+    """Train the guard on the first 80% of the labelled pairs; prints held-out metrics.
+
+    \b
+    Example (reproduces the packaged model):
+      rag-app guard train --out rag_app/guard/guard-model.json
+    """
+    from rag_app.embeddings import create_embedder
+    from rag_app.guard import train_guard
+
+    metrics = train_guard(data, out, create_embedder(_settings(ctx)), seed=seed)
+    _print_json(metrics)
+
+
+@cli.command("serve-llm")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--tensor-parallel-size", type=int, default=1, show_default=True)
+@click.option("--gpu-memory-utilization", type=float, default=0.9, show_default=True)
+@click.option("--max-model-len", type=int, default=None)
+@click.option("--print", "print_only", is_flag=True, help="Only print the vllm command.")
+@click.pass_context
+def serve_llm(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    tensor_parallel_size: int,
+    gpu_memory_utilization: float,
+    max_model_len: int | None,
+    print_only: bool,
+) -> None:
+    """Start vLLM (OpenAI-compatible) for the configured generator and registered adapters.
+
+    Point the app at it with generator.backend = "openai" and
+    generator.base_url = "http://HOST:PORT/v1".
+
+    \b
+    Example:
+      rag-app serve-llm --port 8000 --print
+    """
+    import shlex
+
+    from rag_app.serving import adapters_to_serve, run_vllm, vllm_command
+
+    settings = _settings(ctx)
+    cmd = vllm_command(
+        settings,
+        adapters_to_serve(settings),
+        host=host,
+        port=port,
+        tensor_parallel_size=tensor_parallel_size,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=max_model_len,
+    )
+    if print_only:
+        click.echo(shlex.join(cmd))
+        return
+    run_vllm(cmd)
+
+
 @cli.group()
 def index() -> None:
     """Inspect index folders."""

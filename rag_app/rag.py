@@ -6,9 +6,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag_app.answer import Answer
+from rag_app.answering import Answerer, AnswerStream
 from rag_app.documents import Hit, LoadedDocument
 from rag_app.embeddings.base import Embedder, embedder_model_name
 from rag_app.errors import IndexNotFoundError
+from rag_app.generation.base import Generator
 from rag_app.retrieval import Filters, HybridRetriever
 from rag_app.settings import Settings
 from rag_app.store.docstore import DocumentRow
@@ -16,6 +19,9 @@ from rag_app.store.index import IndexStore
 
 if TYPE_CHECKING:
     from indexes.pipeline import IngestReport
+    from rag_app.chat import ChatSession
+    from rag_app.conversations import ConversationStore
+    from rag_app.guard import Guard
 
 
 class RAG:
@@ -27,16 +33,27 @@ class RAG:
         rag.ingest(["docs/"])
         for hit in rag.search("how do I install it?"):
             print(hit.source, hit.page, hit.text)
+        answer = rag.ask("how do I install it?")
+        print(answer.text, [(c.number, c.source, c.page) for c in answer.citations if c.cited])
     """
 
     def __init__(
-        self, index_dir: str | Path, settings: Settings | None = None, *, embedder: Embedder | None = None
+        self,
+        index_dir: str | Path,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        generator: Generator | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
         self.settings = settings if settings is not None else Settings.load()
         self._embedder = embedder
         self._store: IndexStore | None = None
         self._retriever: HybridRetriever | None = None
+        self._generator = generator
+        self._guard: Guard | None = None
+        self._answerer: Answerer | None = None
+        self._conversations: ConversationStore | None = None
 
     @classmethod
     def open(cls, index_dir: str | Path, settings: Settings | None = None, **kwargs: Any) -> RAG:
@@ -111,6 +128,78 @@ class RAG:
         """
         filters = Filters(source=source, formats=tuple(formats))
         return self.retriever.search(query, k, filters=filters, mode=mode, mmr_enabled=mmr)
+
+    # -- answering ----------------------------------------------------------------------
+    @property
+    def generator(self) -> Generator:
+        """The configured generator (built on first use)."""
+        if self._generator is None:
+            from rag_app.generation import create_generator
+
+            self._generator = create_generator(self.settings)
+        return self._generator
+
+    @property
+    def guard(self) -> Guard | None:
+        """The hallucination guard, or None when ``guard.enabled`` is off."""
+        if self._guard is None and self.settings.guard.enabled:
+            from rag_app.guard import Guard
+
+            g = self.settings.guard
+            self._guard = Guard(self.embedder, model_path=g.model_path, threshold=g.threshold)
+        return self._guard
+
+    @property
+    def answerer(self) -> Answerer:
+        if self._answerer is None:
+            self._answerer = Answerer(self.retriever, self.generator, self.guard, self.settings)
+        return self._answerer
+
+    def ask(
+        self, question: str, k: int | None = None, *, source: str | None = None, formats: Sequence[str] = ()
+    ) -> Answer:
+        """Answer from the documents with numbered citations and a grounding check, or abstain."""
+        return self.answerer.ask(question, k=k, filters=Filters(source=source, formats=tuple(formats)))
+
+    def stream(
+        self, question: str, k: int | None = None, *, source: str | None = None, formats: Sequence[str] = ()
+    ) -> AnswerStream:
+        """Like :meth:`ask`, yielding text as it is generated; the stream's ``.answer`` is set at the end."""
+        return self.answerer.stream(question, k=k, filters=Filters(source=source, formats=tuple(formats)))
+
+    def chat(self, conversation_id: str | None = None) -> ChatSession:
+        """A multi-turn conversation (new, or continued by id), stored under ``settings.data_dir``."""
+        from rag_app.chat import ChatSession
+        from rag_app.conversations import ConversationStore
+
+        if self._conversations is None:
+            self._conversations = ConversationStore(self.settings.data_dir)
+        return ChatSession(self, self._conversations, conversation_id)
+
+    # -- integrations -------------------------------------------------------------------
+    def as_llamaindex_retriever(self, k: int | None = None) -> Any:
+        """A LlamaIndex ``BaseRetriever`` over this index (nodes carry source, page and span)."""
+        from rag_app.integrations.llamaindex import RagRetriever
+
+        return RagRetriever(self, k=k)
+
+    def as_llamaindex_query_engine(self, k: int | None = None) -> Any:
+        """A LlamaIndex query engine answering with :meth:`ask` (citations as source nodes)."""
+        from rag_app.integrations.llamaindex import RagQueryEngine
+
+        return RagQueryEngine(self, k=k)
+
+    def as_langchain_retriever(self, k: int | None = None) -> Any:
+        """A LangChain ``BaseRetriever`` over this index (documents carry source, page and span)."""
+        from rag_app.integrations.langchain import RagLangChainRetriever
+
+        return RagLangChainRetriever(rag=self, k=k)
+
+    def as_langchain_runnable(self, k: int | None = None) -> Any:
+        """A LangChain ``Runnable``: question in, answer dict out (``invoke``, ``stream``, ``batch``)."""
+        from rag_app.integrations.langchain import rag_runnable
+
+        return rag_runnable(self, k=k)
 
     def documents(self) -> list[DocumentRow]:
         """Every indexed document."""

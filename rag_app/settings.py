@@ -32,6 +32,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "rag-app"
 
 
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/rag-app`` (or ``~/.local/share/rag-app``): conversations and feedback live here."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "rag-app"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -103,11 +109,44 @@ class GeneratorSettings(_Section):
     """The language model that writes answers."""
 
     model: str = "SmolLM2-135M-Instruct"
-    """A packaged model name, a local folder, a GGUF file, or a hub id."""
+    """A packaged model name, a local folder, a GGUF file, or a hub id; with ``openai``, the served name."""
     backend: Literal["transformers", "openai", "llamacpp"] = "transformers"
+    adapter: str | None = None
+    """A LoRA adapter folder, or ``promoted`` for the adapter registry's promoted one; with
+    ``openai``, the adapter's served model name (vLLM ``--lora-modules name=path``)."""
     base_url: str | None = None
     """With ``openai``: the server's URL, e.g. ``http://127.0.0.1:8000/v1``."""
+    api_key: str | None = None
+    """With ``openai``: the key sent as a bearer token (``RAG_APP_GENERATOR__API_KEY``)."""
+    timeout_s: float = Field(60.0, gt=0)
+    """With ``openai``: seconds to wait for the server before giving up with a clear error."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """``auto`` picks bfloat16 on CPUs that run it fast and float32 elsewhere."""
     threads: int | None = Field(None, ge=1)
+    """Torch threads for the ``transformers`` backend; unset means one per core."""
+    max_new_tokens: int = Field(256, ge=1, le=32768)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    """0 is greedy decoding: the same question gives the same answer."""
+    repetition_penalty: float = Field(1.15, ge=1.0, le=2.0)
+    """Penalises tokens already generated; small models loop without it."""
+    no_repeat_ngram_size: int = Field(6, ge=0)
+    """Forbids repeating any n-gram of this size (0 disables)."""
+    context_tokens: int = Field(1200, ge=64)
+    """Budget for the numbered sources in the prompt, in the generator's tokens."""
+
+
+class GuardSettings(_Section):
+    """The hallucination guard and when to abstain."""
+
+    enabled: bool = True
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """A sentence whose support score is below this is flagged."""
+    model_path: Path | None = None
+    """A guard model trained with ``rag-app guard train``; unset uses the packaged one."""
+    min_retrieval_score: float = Field(0.25, ge=0.0, le=1.0)
+    """Abstain without generating when the best passage's dense similarity is below this."""
+    min_grounding: float = Field(0.2, ge=0.0, le=1.0)
+    """Abstain (and show the closest passages) when the answer's overall support is below this."""
 
 
 class Settings(BaseSettings):
@@ -119,6 +158,8 @@ class Settings(BaseSettings):
 
     cache_dir: Path = Field(default_factory=default_cache_dir)
     """Where converted models (ONNX, safetensors) are cached."""
+    data_dir: Path = Field(default_factory=default_data_dir)
+    """Where chat conversations and answer feedback are stored (SQLite)."""
     allow_network: bool = False
     """Allow hub downloads for models named by hub id. Off: everything resolves locally."""
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
@@ -126,6 +167,7 @@ class Settings(BaseSettings):
     index: IndexSettings = Field(default_factory=IndexSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+    guard: GuardSettings = Field(default_factory=GuardSettings)
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 

@@ -1,0 +1,1 @@
+"""Adapters to and from LlamaIndex and LangChain (each imports its framework lazily)."""
