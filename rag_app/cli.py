@@ -368,6 +368,33 @@ def index_stats(folder: Path, as_json: bool) -> None:
         click.echo(f"{key:20} {value}")
 
 
+@index.command("documents")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def index_documents(folder: Path, as_json: bool) -> None:
+    """List the documents of an index with their chunk counts."""
+    from dataclasses import asdict
+
+    from rag_app.store.index import IndexStore
+
+    rows = IndexStore.open(folder).docstore.documents()
+    if as_json:
+        _print_json([asdict(row) for row in rows])
+        return
+    for row in rows:
+        click.echo(f"{row.n_chunks:6} chunks  {row.format:9} {row.source}")
+
+
+@index.command("delete")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("sources", nargs=-1, required=True)
+@click.pass_context
+def index_delete(ctx: click.Context, folder: Path, sources: tuple[str, ...]) -> None:
+    """Remove documents (by their source path, as `index documents` lists them) from an index."""
+    removed = _open_rag(ctx, folder).delete(list(sources))
+    click.echo(f"removed {len(sources)} documents ({removed} chunks)")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context

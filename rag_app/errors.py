@@ -56,3 +56,10 @@ class QueryError(RagAppError):
     """A question or search request that cannot be answered as given (empty, bad filter)."""
 
     exit_code = 2
+
+
+class GeneratorError(RagAppError):
+    """The generator failed: its server is down, timed out or answered badly, or decoding broke.
+
+    The message names the server's URL (or the model) and the setting to change.
+    """

@@ -246,11 +246,13 @@ def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
     """Dequantize a GGUF file into a safetensors folder (model, tokenizer, chat template) once.
 
     Weights are saved in float32, the dtype transformers dequantizes GGUF into: the folder then
-    generates exactly what the GGUF-loaded model generates, and it loads fastest (memory-mapped,
-    about 0.2 s for SmolLM2-135M against about 1 s for a bfloat16 copy upcast at load and 12-30 s
-    for the GGUF itself). bfloat16 would halve the disk (260 MB against 520 MB) at the cost of
-    exactness. The conversion writes to a temporary folder and renames it into place under a
-    file lock, so concurrent processes convert once and never see a half-written folder.
+    generates exactly what the GGUF-loaded model generates, and it loads fastest (memory-mapped:
+    measured 0.1-0.2 s for SmolLM2-135M, against about 1 s for a bfloat16 copy upcast at load and
+    10-30 s for the GGUF itself). bfloat16 would halve the disk (260 MB against 520 MB) at the
+    cost of exactness. Converting SmolLM2-135M takes about 15-20 s on 2 cores.
+
+    The conversion writes to a temporary folder and renames it into place under a file lock,
+    so concurrent processes convert once and never see a half-written folder.
     """
     from filelock import FileLock
 
@@ -278,7 +280,6 @@ def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
 
 
 def _convert(gguf: Path, out: Path) -> None:
-    enforce_offline(allow_network=False)
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -10,7 +10,7 @@ from rag_app.answer import Answer
 from rag_app.answering import Answerer, AnswerStream
 from rag_app.documents import Hit, LoadedDocument
 from rag_app.embeddings.base import Embedder, embedder_model_name
-from rag_app.errors import IndexNotFoundError
+from rag_app.errors import IndexNotFoundError, QueryError
 from rag_app.generation.base import Generator
 from rag_app.retrieval import Filters, HybridRetriever
 from rag_app.settings import Settings
@@ -204,6 +204,15 @@ class RAG:
     def documents(self) -> list[DocumentRow]:
         """Every indexed document."""
         return self.store.docstore.documents()
+
+    def delete(self, sources: Sequence[str]) -> int:
+        """Remove documents by source path; returns the number of chunks removed."""
+        with self.store.writer(self.settings.index.index_type) as writer:
+            known = writer.sources()
+            missing = [s for s in sources if s not in known]
+            if missing:
+                raise QueryError("not in the index: " + ", ".join(missing))
+            return writer.delete(list(sources))
 
     def stats(self) -> dict[str, Any]:
         """Counts, sizes and what the index was built with."""

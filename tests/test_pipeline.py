@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_app.errors import IndexLockedError, IndexMismatchError, IngestError
+from rag_app.errors import IndexLockedError, IndexMismatchError, IngestError, QueryError
 from rag_app.rag import RAG
 from rag_app.store.index import IndexStore
 from rag_app.store.manifest import Manifest
@@ -208,3 +208,13 @@ def test_kill_9_mid_ingest_keeps_the_previous_index(corpus: Path, tmp_path: Path
     assert finished.files_unchanged >= 1 and finished.files_unchanged + finished.files_ingested == 40
     stats = reopened.stats()
     assert stats["vectors"] == stats["chunks"]
+
+
+def test_delete_documents(corpus: Path, tmp_path: Path, settings, embedder) -> None:
+    rag = RAG(tmp_path / "index", settings, embedder=embedder)
+    rag.ingest([corpus])
+    source = str((corpus / "cooking.txt").resolve())
+    assert rag.delete([source]) >= 1
+    assert all(h.source != source for h in rag.search("bread dough", k=5))
+    with pytest.raises(QueryError, match="not in the index"):
+        rag.delete([source])

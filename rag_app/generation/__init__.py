@@ -1,1 +1,100 @@
-"""Generators: one protocol, several backends (transformers, OpenAI-compatible servers, llama.cpp)."""
+"""Generators: one protocol, several backends (transformers, OpenAI-compatible servers, llama.cpp).
+
+``create_generator`` picks the configured backend. Importing this package loads no model and no
+heavy library (torch, transformers, openai, llama_cpp); each backend module is imported when it
+is chosen.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag_app.errors import ConfigError
+from rag_app.generation.base import Completion, Generator, Message
+
+if TYPE_CHECKING:
+    from rag_app.settings import Settings
+
+__all__ = [
+    "BACKENDS",
+    "Completion",
+    "Generator",
+    "Message",
+    "adapter_folder",
+    "create_generator",
+    "promoted_adapter",
+]
+
+
+def _transformers(settings: Settings) -> Generator:
+    from rag_app.generation.transformers_backend import TransformersGenerator
+
+    return TransformersGenerator(settings)
+
+
+def _openai(settings: Settings) -> Generator:
+    from rag_app.generation.openai_backend import OpenAIGenerator
+
+    return OpenAIGenerator(settings)
+
+
+def _llamacpp(settings: Settings) -> Generator:
+    from rag_app.generation.llamacpp_backend import LlamaCppGenerator
+
+    return LlamaCppGenerator(settings)
+
+
+BACKENDS: dict[str, Callable[[Settings], Generator]] = {
+    "transformers": _transformers,
+    "openai": _openai,
+    "llamacpp": _llamacpp,
+}
+"""``generator.backend`` -> factory."""
+
+
+def create_generator(settings: Settings) -> Generator:
+    """The generator named by ``settings.generator`` (cheap: weights load on first use)."""
+    factory = BACKENDS.get(settings.generator.backend)
+    if factory is None:
+        choices = ", ".join(sorted(BACKENDS))
+        raise ConfigError(f"generator.backend: {settings.generator.backend!r} is not one of {choices}")
+    return factory(settings)
+
+
+def adapter_folder(settings: Settings) -> Path | None:
+    """The LoRA adapter folder named by ``generator.adapter`` (``promoted``: the registry's), or ``None``."""
+    name = settings.generator.adapter
+    if not name:
+        return None
+    if name == "promoted":
+        return promoted_adapter(settings)
+    folder = Path(name).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"generator.adapter: {folder} is not a LoRA adapter folder (no adapter_config.json); "
+            "set it to an adapter folder, to 'promoted', or unset it"
+        )
+    return folder.resolve()
+
+
+def promoted_adapter(settings: Settings) -> Path:
+    """The promoted adapter's folder: ``finetune.registry.promoted_adapter(settings)``, imported lazily."""
+    try:
+        registry = importlib.import_module("finetune.registry")
+    except ModuleNotFoundError as exc:
+        if exc.name not in {"finetune", "finetune.registry"}:
+            raise
+        raise ConfigError(
+            "generator.adapter = 'promoted', but there is no adapter registry yet "
+            "(finetune.registry is not installed): set generator.adapter to an adapter folder"
+        ) from None
+    folder = registry.promoted_adapter(settings)
+    if folder is None:
+        raise ConfigError(
+            "generator.adapter = 'promoted', but no adapter is promoted in the registry: "
+            "promote one, or set generator.adapter to an adapter folder"
+        )
+    return Path(folder)

@@ -1,0 +1,1 @@
+"""The hallucination guard."""
