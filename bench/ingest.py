@@ -47,15 +47,17 @@ PROFILE_TOP = 30
 WORKERS = ("export", "ragapp-cold", "ragapp-reingest", "llamaindex", "ragapp-profile")
 
 
-def select_files(corpus: Path, subset: int, extensions: set[str]) -> list[Path]:
-    """The first ``subset`` files in sorted order, with PDFs in proportion to their share of the corpus."""
+def select_files(corpus: Path, subset: int, extensions: set[str], pdfs: int | None = None) -> list[Path]:
+    """The first ``subset`` files in sorted order, with PDFs in proportion to their share of the
+    corpus, or the first ``pdfs`` PDFs when given (they count toward ``subset``)."""
     files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower().lstrip(".") in extensions)
     if subset <= 0 or subset >= len(files):
         return files
-    pdfs = [p for p in files if p.suffix.lower() == ".pdf"]
+    pdf_files = [p for p in files if p.suffix.lower() == ".pdf"]
     others = [p for p in files if p.suffix.lower() != ".pdf"]
-    n_pdf = min(len(pdfs), round(subset * len(pdfs) / len(files)))
-    return sorted(others[: subset - n_pdf] + pdfs[:n_pdf])
+    n_pdf = round(subset * len(pdf_files) / len(files)) if pdfs is None else pdfs
+    n_pdf = max(0, min(len(pdf_files), n_pdf, subset))
+    return sorted(others[: subset - n_pdf] + pdf_files[:n_pdf])
 
 
 class Phases:
@@ -121,6 +123,27 @@ def figures(files: list[Path], chunks: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def token_figures(texts: list[str], seconds: float) -> dict[str, Any]:
+    """Tokens the model saw (MiniLM tokenizer, special tokens included, cut at its 256-token window).
+
+    Counted after the clock stops. The two systems cut different texts (rag-app strips markup and
+    starts a chunk at each heading; LlamaIndex embeds the raw file text plus its metadata line), so
+    tokens/s is the like-for-like measure of embedding work next to chunks/s and MB/s.
+    """
+    from tokenizers import Tokenizer
+
+    folder = minilm_folder()
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.enable_truncation(256)
+    tokens = sum(len(e.ids) for e in tokenizer.encode_batch(texts)) if texts else 0
+    return {
+        "embedded_texts": len(texts),
+        "embedded_tokens": tokens,
+        "mean_tokens_per_text": round(tokens / len(texts), 1) if texts else 0.0,
+        "tokens_per_s": round(tokens / seconds, 1),
+    }
+
+
 # -- workers (each in its own process) ------------------------------------------------------------
 def ragapp_worker(files: list[Path], work: Path, cache_dir: Path, kind: str) -> dict[str, Any]:
     import cProfile
@@ -135,6 +158,7 @@ def ragapp_worker(files: list[Path], work: Path, cache_dir: Path, kind: str) -> 
     from rag_app.embeddings import create_embedder
     from rag_app.rag import RAG
     from rag_app.settings import Settings
+    from rag_app.store.docstore import DOCSTORE_NAME, Docstore
 
     settings = Settings(cache_dir=cache_dir, data_dir=work / "data")
     index_dir = work / ("ragapp-profile-index" if kind == "ragapp-profile" else "ragapp-index")
@@ -161,6 +185,11 @@ def ragapp_worker(files: list[Path], work: Path, cache_dir: Path, kind: str) -> 
         "files_failed": len(report.files_failed),
         "failures": report.files_failed[:10],
     }
+    if report.chunks_embedded:
+        docstore = Docstore(index_dir / DOCSTORE_NAME, readonly=True)  # no FAISS or BM25 loaded
+        texts = list(dict.fromkeys(text for _, text in docstore.iter_texts()))
+        docstore.close()
+        result |= token_figures(texts, elapsed())
     if profiler is not None:
         stats = pstats.Stats(profiler)
         rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:PROFILE_TOP]  # type: ignore[attr-defined]
@@ -201,10 +230,14 @@ def llamaindex_worker(files: list[Path], work: Path) -> dict[str, Any]:
             index = VectorStoreIndex(nodes, storage_context=context, embed_model=embed_model)
         with phases.time("persist"):
             index.storage_context.persist(persist_dir=str(persist))
-    return figures(files, len(nodes), elapsed()) | {
-        "phases": phases.summary(elapsed()),
-        "documents": len(documents),
-    }
+    from llama_index.core.schema import MetadataMode
+
+    texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
+    return (
+        figures(files, len(nodes), elapsed())
+        | {"phases": phases.summary(elapsed()), "documents": len(documents)}
+        | token_figures(texts, elapsed())
+    )
 
 
 def export_worker() -> dict[str, Any]:
@@ -263,6 +296,7 @@ def parse_args() -> argparse.Namespace:
         "--corpus", type=Path, default=REPO_ROOT.parent / "doc-corpus", help="folder from fetch-doc-corpus.sh"
     )
     add("--subset", type=int, default=0, help="first N files in sorted order, PDFs proportionally (0: all)")
+    add("--pdfs", type=int, help="PDFs among the --subset files (default: their share of the corpus)")
     add("--extensions", default="html,pdf", help="file types taken from the corpus (default: html,pdf)")
     add("--skip-llamaindex", action="store_true", help="leave out the LlamaIndex baseline")
     add(
@@ -292,7 +326,7 @@ def main() -> None:
         run_worker(args)
         return
     extensions = {e.strip().lower().lstrip(".") for e in args.extensions.split(",") if e.strip()}
-    files = select_files(args.corpus, args.subset, extensions)
+    files = select_files(args.corpus, args.subset, extensions, args.pdfs)
     if not files:
         raise SystemExit(
             f"no {'/'.join(sorted(extensions))} files under {args.corpus}; run fetch-doc-corpus.sh"
@@ -323,12 +357,14 @@ def main() -> None:
     }
     if "LlamaIndex" in runs:
         llama = runs["LlamaIndex"]
-        for key in ("chunks_per_s", "mb_per_s", "files_per_s"):
-            ratios[f"{key}_ragapp_over_llamaindex"] = ratio(cold[key], llama[key])
+        for key in ("chunks_per_s", "mb_per_s", "files_per_s", "tokens_per_s"):
+            if key in cold and key in llama:
+                ratios[f"{key}_ragapp_over_llamaindex"] = ratio(cold[key], llama[key])
         ratios["target_chunks_mb_per_s"] = 3
     subset = {
         "corpus": str(args.corpus),
         "subset": args.subset or "all",
+        "pdfs_requested": args.pdfs,
         "extensions": sorted(extensions),
         "files": len(files),
         "pdf_files": n_pdf,

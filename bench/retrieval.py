@@ -33,6 +33,7 @@ from common import (
     ingest_figures,
     latency_summary,
     llamaindex_offline,
+    load_average,
     load_qrels,
     minilm_folder,
     model_dimension,
@@ -346,17 +347,27 @@ def run_headline(
     payload: dict[str, Any],
     load_before: list[float],
 ) -> None:
+    # Every index is built (or loaded) first, then all systems are timed back to back, so that
+    # they see about the same load from other processes.
+    bm25_search, payload["ingest"]["bm25s"] = bm25s_baseline(corpus)
+    llama_search: Search | None = None
+    if not args.skip_llamaindex:
+        llama_search, payload["ingest"]["llamaindex"] = llamaindex_index(args.work, corpus, args.rebuild)
     systems: dict[str, Any] = {}
     print(f"{len(queries)} {payload['dataset']['split']} queries:", flush=True)
     for name, mode, fusion in HEADLINE:
+        load = load_average()
         with retrieval_overrides(rag, fusion=fusion or rag.settings.retrieval.fusion):
             systems[name] = measure(name, ragapp_search(rag, mode), queries, qrels)
+        systems[name]["load_average"] = {"before": load, "after": load_average()}
+    others: list[tuple[str, Search]] = [("bm25s (direct)", bm25_search)]
+    if llama_search is not None:
+        others.append(("LlamaIndex dense", llama_search))
+    for name, search in others:
+        load = load_average()
+        systems[name] = measure(name, search, queries, qrels)
+        systems[name]["load_average"] = {"before": load, "after": load_average()}
     rag.close()
-    bm25_search, payload["ingest"]["bm25s"] = bm25s_baseline(corpus)
-    systems["bm25s (direct)"] = measure("bm25s (direct)", bm25_search, queries, qrels)
-    if not args.skip_llamaindex:
-        llama_search, payload["ingest"]["llamaindex"] = llamaindex_index(args.work, corpus, args.rebuild)
-        systems["LlamaIndex dense"] = measure("LlamaIndex dense", llama_search, queries, qrels)
     payload["systems"] = systems
     payload["ratios"] = ratios = headline_ratios(systems, payload["ingest"])
 

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 BATCH_CHUNKS = 1024
 """Chunks embedded and committed together."""
 
+ProgressCallback = Callable[[int, int, str], None]
+"""``on_progress(done, total, source)``: called as each file (or in-memory document) is taken up."""
+
 
 @dataclass
 class IngestReport:
@@ -84,11 +87,13 @@ def ingest(
     *,
     prune: bool = False,
     progress: bool = False,
+    on_progress: ProgressCallback | None = None,
 ) -> IngestReport:
     """Ingest files and folders into the index at ``index_dir`` (created if needed).
 
     Raises :class:`IngestError` when no path exists; per-file problems are reported in the
-    returned :class:`IngestReport`, and the rest of the batch goes on.
+    returned :class:`IngestReport`, and the rest of the batch goes on. ``on_progress(done, total,
+    source)`` is called as each file is taken up (a UI's progress bar; ``progress`` is tqdm's).
     """
     started = time.perf_counter()
     report = IngestReport(index=str(index_dir))
@@ -102,7 +107,16 @@ def ingest(
     store = _open_or_create(index_dir, settings, embedder)
     with store.writer(settings.index.index_type) as writer:
         candidates = _file_candidates(found.files, report)
-        _ingest(candidates, writer, _chunker(settings, embedder), embedder, settings, report, progress)
+        _ingest(
+            candidates,
+            writer,
+            _chunker(settings, embedder),
+            embedder,
+            settings,
+            report,
+            progress,
+            on_progress,
+        )
         if prune:
             _prune(paths, found.files, writer, report)
     store.close()
@@ -128,6 +142,7 @@ def ingest_documents(
     embedder: Embedder,
     *,
     progress: bool = False,
+    on_progress: ProgressCallback | None = None,
 ) -> IngestReport:
     """Ingest documents built in memory (``source`` is their key: same source, same document).
 
@@ -149,7 +164,16 @@ def ingest_documents(
     ]
     store = _open_or_create(index_dir, settings, embedder)
     with store.writer(settings.index.index_type) as writer:
-        _ingest(candidates, writer, _chunker(settings, embedder), embedder, settings, report, progress)
+        _ingest(
+            candidates,
+            writer,
+            _chunker(settings, embedder),
+            embedder,
+            settings,
+            report,
+            progress,
+            on_progress,
+        )
     store.close()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
@@ -211,12 +235,15 @@ def _ingest(
     settings: Settings,
     report: IngestReport,
     progress: bool,
+    on_progress: ProgressCallback | None = None,
 ) -> None:
     bar = _progress_bar(report.files_seen, progress)
     batch: list[_Pending] = []
     pending_chunks = 0
-    for item in candidates:
+    for done, item in enumerate(candidates, start=1):
         bar.update(1)
+        if on_progress is not None:
+            on_progress(done, report.files_seen, item.source)
         try:
             digest = item.digest()
         except OSError as exc:

@@ -141,7 +141,10 @@ class Answerer:
             timings=draft.timings,
             model=completion.model or self.generator.model_id,
             adapter=completion.adapter if completion.adapter is not None else self.generator.adapter_id,
-            usage={"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens},
+            usage={
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+            },
         )
         if not text or is_not_found(text):
             answer.text = NOT_FOUND
@@ -150,9 +153,7 @@ class Answerer:
             return self._done(answer, draft)
         if self.guard is not None and self.settings.guard.enabled:
             t0 = time.perf_counter()
-            grounding = self.guard.check(
-                text, [h.text for h in sources], cited=None, context=""
-            )
+            grounding = self.guard.check(text, [h.text for h in sources], cited=None, context="")
             draft.timings["guard"] = time.perf_counter() - t0
             answer.text, grounding = _cite_every_sentence(text, grounding, len(sources))
             answer.grounding = grounding
@@ -199,7 +200,9 @@ class AnswerStream:
     def __iter__(self) -> Iterator[str]:
         draft = self._draft
         if draft.prompt is None:
-            self.answer = self._answerer._abstain(draft, "no passage in the documents is close to the question")
+            self.answer = self._answerer._abstain(
+                draft, "no passage in the documents is close to the question"
+            )
             yield self.answer.text
             return
         g = self._answerer.settings.generator
@@ -213,7 +216,16 @@ class AnswerStream:
             pieces.append(piece)
             yield piece
         draft.timings["generation"] = time.perf_counter() - t0
-        completion = Completion(text="".join(pieces), model=self._answerer.generator.model_id)
+        generator = self._answerer.generator
+        text = "".join(pieces)
+        completion = Completion(
+            text=text,
+            # the messages' own tokens (the chat template adds a few more)
+            prompt_tokens=sum(generator.count_tokens(m["content"]) for m in draft.prompt.messages),
+            completion_tokens=generator.count_tokens(text) if text else 0,
+            model=generator.model_id,
+            adapter=generator.adapter_id,
+        )
         self.answer = self._answerer._finish(draft, completion)
 
 

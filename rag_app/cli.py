@@ -293,8 +293,65 @@ def guard_train(ctx: click.Context, data: Path, out: Path, seed: int) -> None:
     from rag_app.embeddings import create_embedder
     from rag_app.guard import train_guard
 
-    metrics = train_guard(data, out, create_embedder(_settings(ctx)), seed=seed)
+    settings = _settings(ctx)
+    metrics = train_guard(data, out, create_embedder(settings), seed=seed, cache_dir=settings.cache_dir)
     _print_json(metrics)
+
+
+def _streamlit_app_file() -> Path:
+    """``streamlit_app.py``: installed beside the packages, or at the top of a source checkout."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("streamlit_app")
+    if spec is not None and spec.origin:
+        return Path(spec.origin)
+    return Path(__file__).resolve().parents[1] / "streamlit_app.py"
+
+
+@cli.command()
+@click.option(
+    "--index", "index", type=click.Path(path_type=Path), default=None, help="Index folder to open first."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=8501, show_default=True)
+@click.option("--print", "print_only", is_flag=True, help="Only print the streamlit command.")
+@click.pass_context
+def ui(ctx: click.Context, index: Path | None, host: str, port: int, print_only: bool) -> None:
+    """Chat with your documents in the browser (the Streamlit app, headless, no usage stats).
+
+    \b
+    Examples:
+      rag-app ui --index my-index
+      rag-app ui --host 0.0.0.0 --port 8501
+    """
+    import os
+    import shlex
+    import subprocess
+
+    from rag_app.errors import ConfigError
+
+    _settings(ctx)  # a bad setting fails here with one line, not inside the browser
+    app = _streamlit_app_file()
+    if not app.is_file():
+        raise ConfigError(f"the Streamlit app is missing: {app} (reinstall rag-app)")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true"]
+    cmd += ["--server.address", host, "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    cmd += ["--client.toolbarMode", "minimal"]
+    env = dict(os.environ)
+    if ctx.obj.get("config") is not None:
+        env["RAG_APP_CONFIG"] = str(Path(ctx.obj["config"]).resolve())
+    if index is not None:
+        env["RAG_APP_UI__INDEX"] = str(index.resolve())
+    if print_only:
+        click.echo(shlex.join(cmd))
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise ConfigError("the app needs Streamlit: pip install 'rag-app[ui]'")
+    if os.name == "posix":  # become Streamlit: signals (Ctrl-C, a container's SIGTERM) reach it directly
+        os.execve(cmd[0], cmd, env)
+    ctx.exit(subprocess.run(cmd, env=env, check=False).returncode)
 
 
 @cli.command("serve-llm")
@@ -341,6 +398,371 @@ def serve_llm(
         click.echo(shlex.join(cmd))
         return
     run_vllm(cmd)
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--host", default=None, help="Interface to listen on (default: server.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: server.port).")
+@click.option(
+    "--indexes-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder whose subfolders are the served indexes (default: server.indexes_dir).",
+)
+@click.option("--default-index", default=None, help="Index used when a request names none.")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    indexes_dir: Path | None,
+    default_index: str | None,
+) -> None:
+    """Serve the REST API (OpenAI-compatible chat, search, ingest) over the indexes in a folder.
+
+    Needs the server extra: pip install 'rag-app[server]'. Requests need an API key
+    (see `rag-app serve keys add`) unless server.require_api_key is off.
+
+    \b
+    Examples:
+      rag-app serve keys add --scope admin --name me
+      rag-app serve --indexes-dir ./indexes --default-index docs --port 8080
+      curl -H "Authorization: Bearer $KEY" localhost:8080/v1/models
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        from rag_app.server.run import serve as run_server
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"{exc.name} is missing: pip install 'rag-app[server]'") from None
+    settings = _settings(ctx)
+    overrides = {"indexes_dir": indexes_dir, "default_index": default_index}
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(settings.server, key, value)
+    run_server(settings, host=host, port=port)
+
+
+@serve.group("keys")
+def serve_keys() -> None:
+    """API keys of the REST API (stored hashed in server.api_keys_file)."""
+
+
+def _key_store(ctx: click.Context) -> Any:
+    from rag_app.server.keys import KeyStore
+
+    settings = _settings(ctx)
+    return KeyStore(settings.server.api_keys_file or settings.data_dir / "api-keys.json")
+
+
+@serve_keys.command("add")
+@click.option("--scope", type=click.Choice(["read", "admin"]), default="read", show_default=True)
+@click.option("--name", default="", help="A label to recognise the key by.")
+@click.option("--rate-limit", type=click.IntRange(0), default=None, help="Requests a minute (0: unlimited).")
+@click.pass_context
+def serve_keys_add(ctx: click.Context, scope: str, name: str, rate_limit: int | None) -> None:
+    """Create a key and print it once (only its hash is stored).
+
+    \b
+    Example:
+      rag-app serve keys add --scope admin --name ci
+    """
+    store = _key_store(ctx)
+    key, token = store.add(scope, name, rate_limit)
+    click.echo(token)
+    click.echo(f"key {key.id} ({key.scope}) added to {store.path}; it is not shown again", err=True)
+
+
+@serve_keys.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def serve_keys_list(ctx: click.Context, as_json: bool) -> None:
+    """The keys (id, name, scope, created), never their secrets."""
+    rows = [key.public() for key in _key_store(ctx).list_keys()]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['id']}  {row['scope']:5}  {row['created_at']}  {row['name']}")
+
+
+@serve_keys.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def serve_keys_revoke(ctx: click.Context, key_id: str) -> None:
+    """Remove a key by id; requests with it fail at once."""
+    if not _key_store(ctx).revoke(key_id):
+        raise click.ClickException(f"no key with id {key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+# -- training: pretraining, fine-tuning, the adapter registry (the finetune package, imported lazily) --
+_CONFIG_OPTION = click.option(
+    "--config-file",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Recipe YAML (see finetune/configs/); flags override its values.",
+)
+_SAVE_OPTION = click.option(
+    "--save-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the effective recipe as YAML and exit without training.",
+)
+
+
+def _run_recipe(recipe: Any, save_config: Path | None, run: Callable[[], Any]) -> None:
+    from finetune.config import save_config as save
+
+    if save_config is not None:
+        click.echo(f"wrote {save(recipe, save_config)}")
+        return
+    _print_json(run().to_dict())
+
+
+@cli.group()
+def pretrain() -> None:
+    """Pretraining: causal LM or masked LM from scratch, continued pretraining on an index."""
+
+
+@pretrain.command("causal")
+@_CONFIG_OPTION
+@click.option("--corpus", multiple=True, type=click.Path(exists=True, path_type=Path), help="Text files/folders.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir).")
+@click.option("--max-steps", type=int, default=None)
+@click.option("--vocab-size", type=int, default=None)
+@click.option("--layers", type=int, default=None, help="n_layer")
+@click.option("--width", type=int, default=None, help="n_embd")
+@_SAVE_OPTION
+def pretrain_causal_cmd(config_file: Path | None, corpus: tuple[Path, ...], out: Path | None, max_steps: int | None,
+                        vocab_size: int | None, layers: int | None, width: int | None, save_config: Path | None) -> None:  # fmt: skip
+    """Train a BPE tokenizer and a small Llama-style decoder from scratch; prints loss and perplexity.
+
+    \b
+    Examples:
+      rag-app pretrain causal --corpus notes/ --out runs/tiny-llama --max-steps 200
+      rag-app pretrain causal --config-file finetune/configs/pretrain-causal.yaml
+    """
+    from finetune.config import CausalPretrainRecipe, build_recipe
+    from finetune.pretrain_causal import pretrain_causal
+
+    recipe = build_recipe(CausalPretrainRecipe, config_file, **{"corpus": list(corpus) or None,
+        "train.output_dir": out, "train.max_steps": max_steps, "vocab_size": vocab_size, "n_layer": layers,
+        "n_embd": width})  # fmt: skip
+    _run_recipe(recipe, save_config, lambda: pretrain_causal(recipe))
+
+
+@pretrain.command("masked")
+@_CONFIG_OPTION
+@click.option("--corpus", multiple=True, type=click.Path(exists=True, path_type=Path), help="Text files/folders.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir).")
+@click.option("--max-steps", type=int, default=None)
+@click.option("--nsp/--no-nsp", default=None, help="Also train next-sentence prediction.")
+@_SAVE_OPTION
+def pretrain_masked_cmd(config_file: Path | None, corpus: tuple[Path, ...], out: Path | None, max_steps: int | None,
+                        nsp: bool | None, save_config: Path | None) -> None:  # fmt: skip
+    """Train a WordPiece tokenizer and a small BERT-style encoder (masked LM, optional NSP).
+
+    \b
+    Example:
+      rag-app pretrain masked --corpus notes/ --out runs/tiny-bert --nsp
+    """
+    from finetune.config import MaskedPretrainRecipe, build_recipe
+    from finetune.pretrain_masked import pretrain_masked
+
+    recipe = build_recipe(MaskedPretrainRecipe, config_file, **{"corpus": list(corpus) or None,
+        "train.output_dir": out, "train.max_steps": max_steps, "nsp": nsp})  # fmt: skip
+    _run_recipe(recipe, save_config, lambda: pretrain_masked(recipe))
+
+
+@pretrain.command("continued")
+@_CONFIG_OPTION
+@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--model", default=None, help="Base model (default: the packaged generator).")
+@click.option("--method", type=click.Choice(["lora", "full"]), default=None)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir).")
+@click.option("--max-steps", type=int, default=None)
+@_SAVE_OPTION
+@click.pass_context
+def pretrain_continued_cmd(ctx: click.Context, config_file: Path | None, index_dir: Path | None, model: str | None,
+                           method: str | None, out: Path | None, max_steps: int | None,
+                           save_config: Path | None) -> None:  # fmt: skip
+    """Continue pretraining the generator on an index's chunks (domain adaptation); a LoRA
+    adapter is registered in the adapter registry.
+
+    \b
+    Example:
+      rag-app pretrain continued --index my-index --out runs/cpt --max-steps 100
+    """
+    from finetune.config import ContinuedPretrainRecipe, build_recipe
+    from finetune.pretrain_continued import pretrain_continued
+
+    recipe = build_recipe(ContinuedPretrainRecipe, config_file, **{"index": index_dir, "model": model,
+        "method": method, "train.output_dir": out, "train.max_steps": max_steps})  # fmt: skip
+    _run_recipe(recipe, save_config, lambda: pretrain_continued(recipe, _settings(ctx)))
+
+
+@cli.group()
+def finetune() -> None:
+    """Fine-tuning: grounded training data and supervised fine-tuning (LoRA, QLoRA, prompt, prefix, full)."""
+
+
+@finetune.command("data")
+@_CONFIG_OPTION
+@click.option("--source", type=click.Choice(["squad", "index", "jsonl"]), default=None)
+@click.option("--path", type=click.Path(exists=True, path_type=Path), default=None,
+              help="squad-dev folder, index folder, or question/context/answer JSONL.")  # fmt: skip
+@click.option("--questions", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="With --source index: JSONL of {question, answer}.")  # fmt: skip
+@click.option("--articles", default=None, help="With --source squad: article range, e.g. 1-16.")
+@click.option("--distractors", type=int, default=None)
+@click.option("--unanswerable-share", type=float, default=None)
+@click.option("--validation-share", type=float, default=None)
+@click.option("--max-rows", type=int, default=None)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
+@_SAVE_OPTION
+@click.pass_context
+def finetune_data(ctx: click.Context, config_file: Path | None, source: str | None, path: Path | None,
+                  questions: Path | None, articles: str | None, distractors: int | None,
+                  unanswerable_share: float | None, validation_share: float | None, max_rows: int | None,
+                  out: Path | None, save_config: Path | None) -> None:  # fmt: skip
+    """Build RAFT-style grounded chat rows (deduplicated, split, with a data card).
+
+    \b
+    Examples:
+      rag-app finetune data --source squad --path ../shared/data/squad-dev --articles 1-16 --out data/
+      rag-app finetune data --source jsonl --path failures.jsonl --out data/
+      rag-app finetune data --source index --path my-index --questions qa.jsonl --out data/
+    """
+    from finetune.config import GroundedDataRecipe, build_recipe
+    from finetune.data import write_dataset
+
+    span = None
+    if articles:
+        first, _, last = articles.partition("-")
+        span = [int(first), int(last or first)]
+    recipe = build_recipe(GroundedDataRecipe, config_file, **{"source": source, "path": path,
+        "questions": questions, "articles": span, "distractors": distractors,
+        "unanswerable_share": unanswerable_share, "validation_share": validation_share, "max_rows": max_rows,
+        "out": out})  # fmt: skip
+    if save_config is not None:
+        _run_recipe(recipe, save_config, lambda: None)
+        return
+    settings = _settings(ctx) if recipe.source == "index" else None
+    _print_json(write_dataset(recipe, settings)["rows"])
+
+
+@finetune.command("sft")
+@_CONFIG_OPTION
+@click.option("--method", type=click.Choice(["lora", "qlora", "prompt", "prefix", "full"]), default=None)
+@click.option("--model", default=None, help="Base model (default: the packaged generator).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Folder written by `rag-app finetune data` (train.jsonl, validation.jsonl).")  # fmt: skip
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir).")
+@click.option("--max-steps", type=int, default=None)
+@click.option("--max-minutes", type=float, default=None, help="Stop training after this many minutes.")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--lr", type=float, default=None, help="train.learning_rate")
+@click.option("--rank", type=int, default=None, help="lora.r")
+@click.option("--name", default=None, help="Registry name of the adapter.")
+@click.option("--register/--no-register", default=None, help="Record the adapter in the registry (default on).")
+@_SAVE_OPTION
+@click.pass_context
+def finetune_sft(ctx: click.Context, config_file: Path | None, method: str | None, model: str | None,
+                 data_dir: Path | None, out: Path | None, max_steps: int | None, max_minutes: float | None,
+                 batch_size: int | None, lr: float | None, rank: int | None, name: str | None,
+                 register: bool | None, save_config: Path | None) -> None:  # fmt: skip
+    """Supervised fine-tuning with TRL + PEFT; the adapter is registered (promote it to use it).
+
+    QLoRA needs a CUDA GPU (bitsandbytes); on CPU it stops at once and names LoRA.
+
+    \b
+    Examples:
+      rag-app finetune sft --method lora --data data/ --out runs/lora --max-steps 100
+      rag-app finetune sft --config-file finetune/configs/sft-lora.yaml --max-minutes 20
+      rag-app adapters promote lora-20260101-120000
+    """
+    from finetune.config import SFTRecipe, build_recipe
+    from finetune.sft import check_method, sft
+
+    data = {"data.train": data_dir / "train.jsonl", "data.validation": data_dir / "validation.jsonl"} if data_dir else {}
+    recipe = build_recipe(SFTRecipe, config_file, **{"method": method, "model": model, "train.output_dir": out,
+        "train.max_steps": max_steps, "train.max_minutes": max_minutes, "train.batch_size": batch_size,
+        "train.learning_rate": lr, "lora.r": rank, "name": name, "register_adapter": register, **data})  # fmt: skip
+    if save_config is None:
+        check_method(recipe.method)  # before any model loads
+    _run_recipe(recipe, save_config, lambda: sft(recipe, _settings(ctx)))
+
+
+@cli.group()
+def adapters() -> None:
+    """The adapter registry: list, inspect, promote, roll back, merge."""
+
+
+def _registry(ctx: click.Context) -> Any:
+    from finetune.registry import Registry
+
+    return Registry.from_settings(_settings(ctx))
+
+
+@adapters.command("ls")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def adapters_ls(ctx: click.Context, as_json: bool) -> None:
+    """List registered adapters, newest first; * marks the promoted one."""
+    records = _registry(ctx).records()
+    if as_json:
+        _print_json([r.to_dict() for r in records])
+        return
+    if not records:
+        click.echo("no adapters registered (train one with `rag-app finetune sft`)")
+    for r in records:
+        loss = r.metrics.get("eval_loss")
+        shown = f"eval_loss {loss:.3f}" if isinstance(loss, int | float) else ""
+        click.echo(f"{'*' if r.promoted else ' '} {r.name}  {r.method}  base {r.base_model}  {r.created_at}  {shown}")
+
+
+@adapters.command("show")
+@click.argument("name")
+@click.pass_context
+def adapters_show(ctx: click.Context, name: str) -> None:
+    """Everything recorded about one adapter (JSON)."""
+    _print_json(_registry(ctx).require(name).to_dict())
+
+
+@adapters.command("promote")
+@click.argument("name")
+@click.pass_context
+def adapters_promote(ctx: click.Context, name: str) -> None:
+    """Make NAME the adapter the generator loads with generator.adapter = "promoted"."""
+    record = _registry(ctx).promote(name)
+    click.echo(f"promoted {record.name} ({record.path})")
+
+
+@adapters.command("rollback")
+@click.pass_context
+def adapters_rollback(ctx: click.Context) -> None:
+    """Return to the adapter promoted before the current one (or to none)."""
+    record = _registry(ctx).rollback()
+    click.echo(f"promoted {record.name}" if record else "no adapter is promoted now")
+
+
+@adapters.command("merge")
+@click.argument("name")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model folder to write.")
+@click.pass_context
+def adapters_merge(ctx: click.Context, name: str, out: Path) -> None:
+    """Merge a LoRA adapter (registry name or folder) into its base: a full model folder.
+
+    \b
+    Example:
+      rag-app adapters merge lora-20260101-120000 --out models/smollm2-squad
+      RAG_APP_GENERATOR__MODEL=models/smollm2-squad rag-app ask "..." --index my-index
+    """
+    from finetune.registry import merge
+
+    click.echo(f"wrote {merge(_settings(ctx), name, out)}")
 
 
 @cli.group()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,22 +91,51 @@ class RAG:
         return self._retriever
 
     def ingest(
-        self, paths: Sequence[str | Path], *, prune: bool = False, progress: bool = False
+        self,
+        paths: Sequence[str | Path],
+        *,
+        prune: bool = False,
+        progress: bool = False,
+        on_progress: Callable[[int, int, str], None] | None = None,
     ) -> IngestReport:
-        """Add, update (and with ``prune`` remove) documents; see :func:`indexes.pipeline.ingest`."""
+        """Add, update (and with ``prune`` remove) documents; see :func:`indexes.pipeline.ingest`.
+
+        ``on_progress(done, total, source)`` is called as each file is taken up (for a UI's progress bar).
+        """
         # The facade reaches into the ingest package lazily, like the CLI: rag_app stays importable alone.
         from indexes.pipeline import ingest
 
-        report = ingest(paths, self.index_dir, self.settings, self.embedder, prune=prune, progress=progress)
+        report = ingest(
+            paths,
+            self.index_dir,
+            self.settings,
+            self.embedder,
+            prune=prune,
+            progress=progress,
+            on_progress=on_progress,
+        )
         if self._store is not None:
             self._store.refresh()
         return report
 
-    def add_documents(self, documents: Sequence[LoadedDocument], *, progress: bool = False) -> IngestReport:
+    def add_documents(
+        self,
+        documents: Sequence[LoadedDocument],
+        *,
+        progress: bool = False,
+        on_progress: Callable[[int, int, str], None] | None = None,
+    ) -> IngestReport:
         """Index documents built in memory; a document's ``source`` is its key (same source: replaced)."""
         from indexes.pipeline import ingest_documents
 
-        report = ingest_documents(documents, self.index_dir, self.settings, self.embedder, progress=progress)
+        report = ingest_documents(
+            documents,
+            self.index_dir,
+            self.settings,
+            self.embedder,
+            progress=progress,
+            on_progress=on_progress,
+        )
         if self._store is not None:
             self._store.refresh()
         return report

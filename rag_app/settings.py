@@ -149,6 +149,49 @@ class GuardSettings(_Section):
     """Abstain (and show the closest passages) when the answer's overall support is below this."""
 
 
+class ServerSettings(_Section):
+    """The REST API (``rag-app serve``)."""
+
+    host: str = "127.0.0.1"
+    """Interface to listen on; ``0.0.0.0`` exposes it to the network (use API keys and TLS in front)."""
+    port: int = Field(8080, ge=1, le=65535)
+    indexes_dir: Path | None = None
+    """Folder whose subfolders are the served indexes (named by folder); unset: ``data_dir/indexes``."""
+    default_index: str | None = None
+    """The index used when a request names none (and for the OpenAI ``model`` ``rag-app``)."""
+    api_keys_file: Path | None = None
+    """Hashed API keys (``rag-app serve keys add``); unset: ``data_dir/api-keys.json``."""
+    require_api_key: bool = True
+    """Off: every request is treated as admin, for local use only (a warning is logged)."""
+    ingest_roots: list[Path] = Field(default_factory=list)
+    """Server folders that ``POST /ingest`` may read by path; empty: ingest by path is refused."""
+    uploads_dir: Path | None = None
+    """Where uploaded files are kept (they are the documents' sources); unset: ``data_dir/uploads``."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Browser origins allowed to call the API (``["*"]`` for any); empty: no CORS headers."""
+    rate_limit_per_minute: int = Field(120, ge=0)
+    """Requests per minute per API key (a key may set its own); 0 disables the limit."""
+    max_body_kb: int = Field(256, ge=1)
+    """Largest JSON request body."""
+    max_upload_mb: float = Field(50.0, gt=0)
+    """Largest multipart upload to ``POST /ingest`` (all files together)."""
+    public_metrics: bool = True
+    """Serve ``GET /metrics`` without a key (for Prometheus scrapers on a private network)."""
+    json_logs: bool = True
+    """One JSON object per log line, with the request id; off: plain text."""
+
+
+class UISettings(_Section):
+    """The Streamlit app (``rag-app ui``)."""
+
+    index: Path = Path(".rag-index")
+    """The index folder the app opens first (another can be chosen in its sidebar)."""
+    upload_dir: Path | None = None
+    """Where uploaded files are saved before ingest; unset means ``DATA_DIR/uploads``."""
+    reports_dir: Path = Path("eval-reports")
+    """The folder of evaluation reports that the app's Evaluation page lists."""
+
+
 class Settings(BaseSettings):
     """Every setting of rag-app. Build it with :meth:`load`; pass it explicitly."""
 
@@ -168,6 +211,8 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)
+    ui: UISettings = Field(default_factory=UISettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 

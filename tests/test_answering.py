@@ -166,7 +166,6 @@ def test_bad_questions_are_refused(small_index: Path, settings, embedder) -> Non
 
 
 def test_unsupported_answer_is_withheld(small_index: Path, settings, embedder) -> None:
-    pytest.importorskip("rag_app.guard")
     generator = ScriptedGenerator("The Eiffel Tower is made of chocolate and was built on the Moon in 2020.")
     answerer = _answerer(small_index, settings, embedder, generator, enabled=True, min_grounding=0.5)
     answer = answerer.ask("What is the Eiffel Tower made of?")

@@ -445,3 +445,61 @@ def test_openai_count_tokens_never_downloads(settings: Settings, smol_folder: Pa
     assert packaged.count_tokens(text) == tiny.count_tokens(text)  # the converted folder's tokenizer
     unknown = _served(settings, "http://127.0.0.1:1/v1", model="some-org/served-model")
     assert unknown.count_tokens(text) == math.ceil(len(text) / 4)
+
+
+# -- the OpenAI backend against `transformers serve` (a third-party OpenAI-compatible server) ------------
+@pytest.fixture(scope="module")
+def transformers_serve(smol_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``transformers serve`` of the converted packaged SmolLM2 folder on 127.0.0.1 (no hub access)."""
+    pytest.importorskip("fastapi", reason="`transformers serve` needs fastapi and uvicorn (dev extra)")
+    pytest.importorskip("uvicorn", reason="`transformers serve` needs fastapi and uvicorn (dev extra)")
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path_factory.mktemp("serve") / "transformers-serve.log"
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(log.parent / "hf")}
+    cli = Path(sys.executable).with_name("transformers")
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(cli), "serve", str(smol_folder), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"`transformers serve` exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"`transformers serve` did not start in 120 s:\n{log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.mark.slow
+def test_openai_backend_against_transformers_serve(
+    settings: Settings, smol_folder: Path, transformers_serve: str
+) -> None:
+    # `transformers serve` names a model by the folder it loads it from
+    generator = _served(settings, transformers_serve, model=str(smol_folder), timeout_s=120)
+    done = generator.generate(PARIS, max_new_tokens=24)
+    assert "Paris" in done.text, done.text
+    assert done.prompt_tokens > 20 and 0 < done.completion_tokens <= 24
+    pieces = list(generator.stream(PARIS, max_new_tokens=24))
+    assert len(pieces) > 1 and "".join(pieces).strip() == done.text.strip()
+    short = generator.generate(PARIS, max_new_tokens=2)
+    assert short.completion_tokens <= 2 and len(short.text) < len(done.text)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+import transformers
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -116,6 +117,7 @@ class TransformersGenerator:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = self._pick_dtype()
         t0 = time.perf_counter()
+        transformers.utils.logging.disable_progress_bar()  # one line of "Loading weights" per answer is noise
         model: Any = AutoModelForCausalLM.from_pretrained(self._model_folder(), dtype=dtype)
         if self._adapter is not None:
             model = _with_adapter(model, self._adapter)
@@ -330,11 +332,15 @@ def _eos_ids(model: Any, tok: Any) -> list[int]:
 
 
 def _with_adapter(model: Any, folder: Path) -> Any:
-    """The model with the LoRA adapter in ``folder`` merged into its weights (no per-token overhead)."""
+    """The model with the adapter in ``folder``: LoRA merged into its weights (no per-token overhead),
+    prompt or prefix tuning kept as a PEFT model (their virtual tokens cannot be merged)."""
     try:
         from peft import PeftModel
     except ImportError:
         raise ConfigError(
             f"generator.adapter {folder} needs PEFT: pip install 'rag-app[train]' (or pip install peft)"
         ) from None
-    return PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    peft_model = PeftModel.from_pretrained(model, str(folder))
+    if peft_model.peft_config[peft_model.active_adapter].is_prompt_learning:
+        return peft_model  # prompt / prefix tuning: learned virtual tokens, nothing to merge
+    return peft_model.merge_and_unload()

@@ -13,6 +13,7 @@ passage. Evidence labelled SUPPORT makes it supported; CONTRADICT, or no evidenc
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +55,39 @@ def read_summarization(data_dir: Path) -> list[Example]:
     ]
 
 
+_GLUED = re.compile(r"(?<=[a-z0-9).])(?=[A-Z][a-z])")
+
+
+def split_triples(knowledge: str) -> str:
+    """HaluEval's knowledge triples as one sentence each.
+
+    The data glues them together ("... starred in ZodiacZodiac is starring ..."): a break goes
+    where a lower-case letter meets a capital and the word after it starts a triple elsewhere too
+    (the next triple repeats an entity), so names like "McDonald" stay whole.
+    """
+    cuts = []
+    for match in _GLUED.finditer(knowledge):
+        i = match.start()
+        word = re.match(r"[A-Z][\w'-]*", knowledge[i:])
+        if word is None:
+            continue
+        w = word.group()
+        elsewhere = re.search(rf"(?:^|[^\w]){re.escape(w)}\b", knowledge)
+        if elsewhere is not None or any(
+            knowledge[i - k : i] == knowledge[i : i + k] for k in range(3, min(i, 60) + 1)
+        ):
+            cuts.append(i)
+    pieces = [knowledge[a:b] for a, b in zip([0, *cuts], [*cuts, len(knowledge)], strict=True)]
+    return ". ".join(p.strip().rstrip(".") for p in pieces if p.strip()) + "."
+
+
 def read_dialogue(data_dir: Path) -> list[Example]:
-    """HaluEval dialogue: knowledge triples as the passage, the dialogue history as context."""
+    """HaluEval dialogue: knowledge triples as the passage (one sentence each), the dialogue
+    history as context."""
     return [
         Example(
             r["response"].strip(),
-            (r["context"],),
+            (split_triples(r["context"]),),
             r["dialogue_history"],
             1 - int(r["label"]),
             int(r["pair_id"]),
@@ -72,7 +100,9 @@ def read_dialogue(data_dir: Path) -> list[Example]:
 def read_qa(data_dir: Path) -> list[Example]:
     """HaluEval QA: HotpotQA passages, the question as context, a right or a hallucinated answer."""
     return [
-        Example(r["answer"].strip(), (r["context"],), r["question"], 1 - int(r["label"]), int(r["pair_id"]), "qa")
+        Example(
+            r["answer"].strip(), (r["context"],), r["question"], 1 - int(r["label"]), int(r["pair_id"]), "qa"
+        )
         for r in _jsonl(data_dir / "halueval-qa" / "qa_pairs.jsonl")
     ]
 
@@ -89,7 +119,9 @@ def read_scifact(data_dir: Path) -> list[Example]:
                 if str(doc) not in corpus or len(labels) > 1:
                     continue  # a mixed verdict has no single label
                 supported = int(labels == {"SUPPORT"})
-                rows.append(Example(claim["claim"], (corpus[str(doc)],), "", supported, int(claim["id"]), "scifact"))
+                rows.append(
+                    Example(claim["claim"], (corpus[str(doc)],), "", supported, int(claim["id"]), "scifact")
+                )
     return rows
 
 
@@ -100,7 +132,7 @@ READERS = {"sum": read_summarization, "dialogue": read_dialogue, "scifact": read
 def split(examples: Sequence[Example], share: float = TRAIN_SHARE) -> tuple[list[Example], list[Example]]:
     """(first ``share`` of the group ids, the rest), by sorted group id."""
     groups = sorted({e.group for e in examples})
-    cut = int(round(len(groups) * share))
+    cut = round(len(groups) * share)
     train_groups = set(groups[:cut])
     train = [e for e in examples if e.group in train_groups]
     test = [e for e in examples if e.group not in train_groups]

@@ -11,9 +11,9 @@ lexical matches), and :func:`claim_features` turns the plan and the vectors into
 from __future__ import annotations
 
 import math
-from itertools import combinations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import combinations
 
 import numpy as np
 
@@ -48,6 +48,10 @@ FEATURES = (
     "negation_mismatch",  # the claim negates and its best unit does not, or the other way round
     "has_context",  # the check was given extra context (a dialogue history)
     "no_content",  # the sentence has no content word at all
+    "unseen_entity_in_passages",  # share of its names and numbers absent from the passages (context ignored)
+    "context_only_entity",  # names/numbers found only in the context, not the passages (0..3, scaled)
+    "new_passage_entity",  # names/numbers of the passages that the context does not mention (0..3, scaled)
+    "passage_entities_used",  # share of the passages' names and numbers that the claim mentions
 )
 CANDIDATES = 4
 """Units embedded per claim: the best lexical matches (keeps a check within the latency budget)."""
@@ -58,15 +62,13 @@ MAX_PAIR_WORDS = 24
 WINDOW_WORDS = 60
 """Source sentences longer than this many words are cut into windows of this size."""
 
-_NUMBER_WORDS = dict(
-    zip(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-        "sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety "
-        "hundred thousand million billion".split(),
-        [str(n) for n in [*range(21), 30, 40, 50, 60, 70, 80, 90, 100, 1000, 10**6, 10**9]],
-        strict=True,
-    )
+_NUMBER_NAMES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety "
+    "hundred thousand million billion"
 )
+_NUMBER_VALUES = [*range(21), 30, 40, 50, 60, 70, 80, 90, 100, 1000, 10**6, 10**9]
+_NUMBER_WORDS = dict(zip(_NUMBER_NAMES.split(), [str(n) for n in _NUMBER_VALUES], strict=True))
 
 
 @dataclass
@@ -112,12 +114,7 @@ def analyse(text: str) -> Bag:
         if low[0].isdigit():
             numbers.add(s)
             entities.add(s)
-        elif (
-            token[0].isupper()
-            and len(token) > 1
-            and low not in STOPWORDS
-            and (i > 0 or token.isupper())
-        ):
+        elif token[0].isupper() and len(token) > 1 and low not in STOPWORDS and (i > 0 or token.isupper()):
             entities.add(s)
     return Bag(stems, content, words, entities, numbers, negated)
 
@@ -143,7 +140,9 @@ class Unit:
 class Sources:
     """The passages (and context) of one check, cut into units with their vocabularies."""
 
-    def __init__(self, passages: Sequence[str], context: str = "", rank: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self, passages: Sequence[str], context: str = "", rank: Mapping[str, int] | None = None
+    ) -> None:
         self.passages = list(passages)
         self.rank = rank or {}
         """Word -> frequency rank (the embedder's vocabulary order); absent words count as rare."""
@@ -155,6 +154,7 @@ class Sources:
             self.units.extend(_units(context, -1))
         self._vocab: dict[tuple[frozenset[int] | None, bool], tuple[set[str], set[tuple[str, str]]]] = {}
         self._windows: dict[tuple[frozenset[int] | None, bool], dict[str, set[int]]] = {}
+        self._entities: dict[tuple[frozenset[int] | None, bool], set[str]] = {}
         self.idf = _idf([u.stem_set for u in self.units])
 
     def in_scope(self, scope: frozenset[int] | None, context: bool = True) -> list[int]:
@@ -179,6 +179,15 @@ class Sources:
                     index.setdefault(word, set()).add(w)
             self._windows[key] = index
         return self._windows[key]
+
+    def entities(self, scope: frozenset[int] | None) -> set[str]:
+        """Names and numbers of the passages in ``scope`` (None: all), context excluded."""
+        key = (scope, False)
+        if key not in self._entities:
+            self._entities[key] = set().union(
+                *(self.units[i].bag.entities for i in self.in_scope(scope, False))
+            )
+        return self._entities[key]
 
     def vocabulary(
         self, scope: frozenset[int] | None, context: bool = True
@@ -250,13 +259,16 @@ def plan(claim: str, sources: Sources, scope: frozenset[int] | None = None) -> P
     best = _best_cover(content, [sources.units[i].stem_set for i in units])
     best_unit = sources.units[units[best[0]]] if units and best[0] >= 0 else None
     claim_pairs = bag.bigrams
+    in_passages = sources.vocabulary(scope, context=False)[0]
+    in_context = sources.vocabulary(frozenset(), context=True)[0]
+    passage_entities = sources.entities(scope)
     lexical = {
         "unseen_content": _share_missing(content, words),
         "unseen_entity": _share_missing(bag.entities, words),
         "unseen_entity_count": min(3, len(bag.entities - words)) / 3.0,
         "unseen_content_count": min(5, len(content - words)) / 5.0,
         **_rarity(bag, words, sources.rank),
-        "unseen_in_passages": _share_missing(content, sources.vocabulary(scope, context=False)[0]),
+        "unseen_in_passages": _share_missing(content, in_passages),
         "unseen_number": float(bool(bag.numbers - words)),
         "unseen_bigram": _share_missing(claim_pairs, pairs),
         "best_cover": best[1],
@@ -267,6 +279,10 @@ def plan(claim: str, sources: Sources, scope: frozenset[int] | None = None) -> P
         "negation_mismatch": float(best_unit is not None and bag.negated != best_unit.bag.negated),
         "has_context": float(sources.has_context),
         "no_content": float(not content),
+        "unseen_entity_in_passages": _share_missing(bag.entities, in_passages),
+        "context_only_entity": min(3, len((bag.entities & in_context) - in_passages)) / 3.0,
+        "new_passage_entity": min(3, len((bag.entities & in_passages) - in_context)) / 3.0,
+        "passage_entities_used": len(bag.entities & passage_entities) / max(1, len(passage_entities)),
     }
     return Plan(claim, bag, scope, ranked[:CANDIDATES], lexical)
 

@@ -58,6 +58,7 @@ class Guard:
         self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         self.threshold = threshold
         self._model: TreeModel | None = None
+        self._rank: dict[str, int] | None = None
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
@@ -67,9 +68,19 @@ class Guard:
             self._model = TreeModel.load(self.model_path)
         return self._model
 
+    @property
+    def rank(self) -> dict[str, int]:
+        """Word -> frequency rank in the embedder's vocabulary (WordPiece vocabularies list whole
+        words roughly by frequency after the special and single-character tokens)."""
+        if self._rank is None:
+            vocab = self.embedder.tokenizer.get_vocab()
+            words = sorted((i, w) for w, i in vocab.items() if w.isalpha() and w.islower() and len(w) > 1)
+            self._rank = {w: r for r, (_, w) in enumerate(words)}
+        return self._rank
+
     def warm_up(self) -> None:
         """Load the model and the embedder now rather than on the first check."""
-        _ = self.model
+        _ = self.model, self.rank
         self.embedder.embed_query("warm up")
 
     def check(
@@ -90,7 +101,7 @@ class Guard:
         ``context`` is extra grounding text, such as the dialogue so far.
         """
         sentences = self._sentences(answer, cited)
-        sources = Sources(passages, context)
+        sources = Sources(passages, context, self.rank)
         claims = [s for s in sentences if s.claim]
         items = [Item([s.span.text for s in claims], sources)]
         scoped = [s for s in claims if s.citations]
@@ -100,14 +111,18 @@ class Guard:
         rows, plans, cosines = featurize(items, self._embed)
         overall = float(self.model.score_answers([rows[0]])[0]) if claims else 1.0
         support = dict(zip((id(s) for s in claims), self.model.score_sentences(rows[0]), strict=True))
-        by_citation = {id(s): float(self.model.score_sentences(r)[0]) for s, r in zip(scoped, rows[1:], strict=True)}
+        by_citation = {
+            id(s): float(self.model.score_sentences(r)[0]) for s, r in zip(scoped, rows[1:], strict=True)
+        }
         out = []
         for s in sentences:
             result = SentenceSupport(s.span.text, s.span.start, s.span.end, 1.0, citations=list(s.citations))
             if s.claim:
                 k = claims.index(s)
                 everywhere = float(support[id(s)])
-                result.evidence, result.evidence_text = _evidence(sources, plans[0][k].candidates, cosines[0][k])
+                result.evidence, result.evidence_text = _evidence(
+                    sources, plans[0][k].candidates, cosines[0][k]
+                )
                 result.score = by_citation.get(id(s), everywhere)
                 if result.score < self.threshold:
                     result.flagged = True
@@ -147,7 +162,7 @@ class Guard:
         for i, claim in enumerate(claims):
             key = (tuple(passages[i]), contexts[i] if contexts is not None else "")
             if key not in built:
-                built[key] = Sources(*key)
+                built[key] = Sources(*key, rank=self.rank)
             sentences = [s.span.text for s in self._sentences(claim, None) if s.claim]
             items.append(Item(sentences, built[key]))
         return featurize(items, self._embed)[0]
@@ -158,7 +173,9 @@ class Guard:
         if cited is not None and len(cited) != len(spans):
             raise ValueError(f"cited has {len(cited)} entries but the answer has {len(spans)} sentences")
         return [
-            _Sentence(span, is_claim(span.text), list(cited[i]) if cited is not None else parse_citations(span.text))
+            _Sentence(
+                span, is_claim(span.text), list(cited[i]) if cited is not None else parse_citations(span.text)
+            )
             for i, span in enumerate(spans)
         ]
 

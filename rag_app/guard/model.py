@@ -67,7 +67,9 @@ class TreeModel:
             feature = self.feature[trees, node]
             leaf = feature < 0
             values = x[rows, np.where(leaf, 0, feature)].astype(np.float64)
-            step = np.where(values <= self.threshold[trees, node], self.left[trees, node], self.right[trees, node])
+            step = np.where(
+                values <= self.threshold[trees, node], self.left[trees, node], self.right[trees, node]
+            )
             node = np.where(leaf, node, step)
         return np.asarray(self.bias + self.value[trees, node].sum(axis=1))
 
@@ -136,7 +138,15 @@ class TreeModel:
         for t, tree in enumerate(trees):
             for name, array in arrays.items():
                 array[t, : len(tree[name])] = tree[name]
-        return cls(bias=float(data["bias"]), info=dict(data.get("info", {})), **arrays)
+        return cls(
+            arrays["feature"],
+            arrays["threshold"],
+            arrays["left"],
+            arrays["right"],
+            arrays["value"],
+            bias=float(data["bias"]),
+            info=dict(data.get("info", {})),
+        )
 
     @classmethod
     def load(cls, path: Path) -> TreeModel:
@@ -156,7 +166,9 @@ def _tree_json(
     leaf = feature < 0
     return {
         "feature": [int(f) for f in feature],
-        "threshold": [0.0 if is_leaf else round(float(t), 7) for t, is_leaf in zip(threshold, leaf, strict=True)],
+        "threshold": [
+            0.0 if is_leaf else round(float(t), 7) for t, is_leaf in zip(threshold, leaf, strict=True)
+        ],
         "left": [int(n) for n in left],
         "right": [int(n) for n in right],
         "value": [round(float(v), 7) if is_leaf else 0.0 for v, is_leaf in zip(value, leaf, strict=True)],

@@ -16,10 +16,10 @@ ABBREVIATIONS = frozenset(
     mr mrs ms dr prof sr jr st mt ft rev gen col lt sgt capt cmdr gov sen rep pres supt
     inc ltd co corp bros jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun
     u.s u.k u.n e.u a.m p.m ph.d b.a m.a m.d d.c
-    """.split()
+    """.split()  # noqa: SIM905
 )
 """Words whose trailing period does not end a sentence (lower case, without the final period)."""
-NUMBER_ABBREVIATIONS = frozenset("no nos vol pp p fig figs eq eqs ref refs".split())
+NUMBER_ABBREVIATIONS = frozenset("no nos vol pp p fig figs eq eqs ref refs".split())  # noqa: SIM905
 """Abbreviations that do not end a sentence when a number follows: ``No. 5``, ``Fig. 2``."""
 
 _BOUNDARY = re.compile(
@@ -53,18 +53,19 @@ STOPWORDS = frozenset(
     s t can't will would actually however definitely absolutely unfortunately certainly indeed
     probably maybe perhaps quite pretty lot lots thing things something anything everything
     someone anyone everyone kind sort way
-    """.split()
+    """.split()  # noqa: SIM905
 )
 """Function words and chat filler: ignored when asking which words of a claim the sources contain."""
 
-NEGATIONS = frozenset("not no never nothing none nobody neither nor without cannot n't deny denied".split())
+NEGATIONS = frozenset("not no never nothing none nobody neither nor without cannot n't deny denied".split())  # noqa: SIM905
 
 _ABSTAIN = re.compile(
     r"""
     \b(?:could\s*n[o']t|can\s*n[o']t|cannot|unable\s+to|did\s*n[o']t|do\s*n[o']t|does\s*n[o']t)\s+
       (?:find|locate|determine|answer|say|tell|see|know|contain|mention|provide|include|have)\b
     | \bno\s+(?:information|mention|answer|details?|data|evidence)\b
-    | \bnot\s+(?:mentioned|stated|specified|provided|covered|found|available|in\s+the\s+(?:documents?|sources?|passages?|context))\b
+    | \bnot\s+(?:mentioned|stated|specified|provided|covered|found|available
+               |in\s+the\s+(?:documents?|sources?|passages?|context))\b
     | \b(?:i\s+(?:do\s*n[o']t|don't)\s+know|i'?m\s+not\s+sure)\b
     """,
     re.VERBOSE | re.IGNORECASE,

@@ -1,0 +1,26 @@
+"""Bake the packaged models into the image (run by deploy/Dockerfile at build time).
+
+Exports the embedder to ONNX and converts the GGUF generator to safetensors under
+``RAG_APP_CACHE_DIR``, then loads the guard, so the container starts with everything local.
+"""
+
+from __future__ import annotations
+
+from rag_app.embeddings import create_embedder
+from rag_app.guard import Guard
+from rag_app.models import generator_folder
+from rag_app.settings import Settings
+
+
+def main() -> None:
+    settings = Settings.load()
+    embedder = create_embedder(settings)
+    vector = embedder.embed_query("warm up")
+    print(f"embedder ready: dimension {len(vector)} in {settings.cache_dir}")
+    print(f"generator ready: {generator_folder(settings)}")
+    Guard(embedder, model_path=settings.guard.model_path, threshold=settings.guard.threshold).warm_up()
+    print("guard ready")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""Typed configs for every recipe, saved and loaded as YAML.
+
+One pydantic model per recipe; each field has a one-line doc. ``load_config`` reads a YAML file
+into the right model (the ``recipe`` key picks it) and says which key is wrong when a value is
+not allowed; ``save_config`` writes one back, so a run can be repeated from its saved config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rag_app.errors import ConfigError, RagAppError
+
+
+class TrainingError(RagAppError):
+    """A recipe cannot run as configured (no GPU for QLoRA, no data, a failed step)."""
+
+    exit_code = 2
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrainArgs(_Config):
+    """The optimisation loop, shared by every recipe (passed to the HF/TRL trainer)."""
+
+    output_dir: Path = Path("runs/run")
+    """Where checkpoints, the final weights or adapter, metrics and the config are written."""
+    max_steps: int = Field(100, ge=1)
+    """Optimizer steps."""
+    batch_size: int = Field(4, ge=1)
+    """Sequences per device per step (before gradient accumulation)."""
+    grad_accum: int = Field(1, ge=1)
+    """Gradient accumulation steps; the effective batch is ``batch_size * grad_accum``."""
+    learning_rate: float = Field(2e-4, gt=0, le=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_steps: int = Field(0, ge=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    max_seq_length: int = Field(512, ge=8)
+    """Longer sequences are cut (SFT: from the end of the prompt side is never silently dropped;
+    rows over the limit are truncated by the trainer)."""
+    seed: int = 0
+    logging_steps: int = Field(10, ge=1)
+    eval_steps: int | None = Field(None, ge=1)
+    """Evaluate on the validation split every N steps (default: only at the end)."""
+    threads: int | None = Field(None, ge=1)
+    """Torch threads on CPU; unset means one per core."""
+    bf16: bool = False
+    """Train in bfloat16 mixed precision (GPU, or CPUs with AVX512-BF16)."""
+    gradient_checkpointing: bool = False
+    save_checkpoints: bool = False
+    """Keep intermediate checkpoints (off: only the final weights are written)."""
+    max_minutes: float | None = Field(None, gt=0)
+    """Stop after this many minutes of training even before ``max_steps`` (a CPU budget)."""
+
+
+class LoraArgs(_Config):
+    """LoRA (and QLoRA) adapter shape."""
+
+    r: int = Field(16, ge=1, le=512)
+    """Rank of the update matrices."""
+    alpha: int = Field(32, ge=1)
+    """Scaling numerator: the update is scaled by ``alpha / r``."""
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Module names to adapt, or ``all-linear``."""
+
+
+class PromptArgs(_Config):
+    """Prompt tuning and prefix tuning: learned virtual tokens."""
+
+    num_virtual_tokens: int = Field(20, ge=1, le=512)
+    init_text: str | None = None
+    """Prompt tuning only: initialise the virtual tokens from this text (else random)."""
+    prefix_projection: bool = False
+    """Prefix tuning only: reparameterise the prefix through an MLP (more stable, more parameters)."""
+
+
+class DataSource(_Config):
+    """Where the training rows come from: a folder written by ``rag-app finetune data``, or JSONL files."""
+
+    train: Path = Path("data/train.jsonl")
+    """JSONL of ``{"prompt": [...], "completion": [...]}`` (chat) or ``{"text": ...}`` rows."""
+    validation: Path | None = Path("data/validation.jsonl")
+    max_train_rows: int | None = Field(None, ge=1)
+    max_validation_rows: int | None = Field(None, ge=1)
+
+
+class SFTRecipe(_Config):
+    """``rag-app finetune sft``: supervised fine-tuning of the generator on chat rows."""
+
+    recipe: Literal["sft"] = "sft"
+    method: Literal["lora", "qlora", "prompt", "prefix", "full"] = "lora"
+    """lora | qlora (4-bit base, CUDA only) | prompt (prompt tuning) | prefix (prefix tuning) | full."""
+    model: str = "SmolLM2-135M-Instruct"
+    """Base model: a packaged name, a local folder or a hub id (as ``generator.model``)."""
+    data: DataSource = Field(default_factory=DataSource)
+    train: TrainArgs = Field(default_factory=TrainArgs)
+    lora: LoraArgs = Field(default_factory=LoraArgs)
+    prompt: PromptArgs = Field(default_factory=PromptArgs)
+    register_adapter: bool = True
+    """Record the adapter in the registry when training ends (full fine-tuning is never registered)."""
+    name: str | None = None
+    """Registry name of the adapter (default: the output folder's name)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> SFTRecipe:
+        if self.method == "full" and self.train.learning_rate > 1e-3:
+            raise ValueError(
+                f"train.learning_rate {self.train.learning_rate} is too high for method 'full' "
+                "(use about 1e-5 to 1e-4; 2e-4 and above suit adapters)"
+            )
+        return self
+
+
+class CausalPretrainRecipe(_Config):
+    """``rag-app pretrain causal``: a small Llama-style decoder and its BPE tokenizer, from scratch."""
+
+    recipe: Literal["pretrain-causal"] = "pretrain-causal"
+    corpus: list[Path] = Field(default_factory=lambda: [Path("corpus")])
+    """Text files or folders of ``.txt``/``.md`` files (one document per file, paragraphs kept)."""
+    vocab_size: int = Field(8000, ge=260)
+    """BPE vocabulary size, 256 byte tokens plus special tokens included."""
+    n_layer: int = Field(4, ge=1)
+    n_embd: int = Field(256, ge=8)
+    n_head: int = Field(4, ge=1)
+    intermediate_size: int | None = Field(None, ge=8)
+    """MLP width (default: ``8/3 * n_embd`` rounded up to a multiple of 32, as Llama does)."""
+    validation_share: float = Field(0.05, gt=0.0, lt=0.5)
+    """Share of the token blocks held out for loss and perplexity."""
+    train: TrainArgs = Field(default_factory=lambda: TrainArgs(learning_rate=1e-3, max_seq_length=256))
+
+    @model_validator(mode="after")
+    def _check(self) -> CausalPretrainRecipe:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class MaskedPretrainRecipe(_Config):
+    """``rag-app pretrain masked``: a small BERT-style encoder, WordPiece tokenizer, optional NSP."""
+
+    recipe: Literal["pretrain-masked"] = "pretrain-masked"
+    corpus: list[Path] = Field(default_factory=lambda: [Path("corpus")])
+    """Text files or folders; sentence pairs for NSP are consecutive lines within a document."""
+    vocab_size: int = Field(8000, ge=200)
+    n_layer: int = Field(4, ge=1)
+    n_embd: int = Field(256, ge=8)
+    n_head: int = Field(4, ge=1)
+    mlm_probability: float = Field(0.15, gt=0.0, lt=1.0)
+    nsp: bool = False
+    """Also train next-sentence prediction (BERT's second objective)."""
+    validation_share: float = Field(0.05, gt=0.0, lt=0.5)
+    train: TrainArgs = Field(default_factory=lambda: TrainArgs(learning_rate=5e-4, max_seq_length=128))
+
+    @model_validator(mode="after")
+    def _check(self) -> MaskedPretrainRecipe:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class ContinuedPretrainRecipe(_Config):
+    """``rag-app pretrain continued``: domain-adaptive pretraining of the generator on an index's chunks."""
+
+    recipe: Literal["pretrain-continued"] = "pretrain-continued"
+    index: Path = Path("my-index")
+    """Index folder whose chunk texts are the corpus."""
+    model: str = "SmolLM2-135M-Instruct"
+    method: Literal["lora", "full"] = "lora"
+    """``lora`` trains an adapter (cheap, registrable); ``full`` updates every weight."""
+    lora: LoraArgs = Field(default_factory=LoraArgs)
+    validation_share: float = Field(0.05, gt=0.0, lt=0.5)
+    train: TrainArgs = Field(default_factory=lambda: TrainArgs(learning_rate=1e-4, max_seq_length=256))
+
+
+class GroundedDataRecipe(_Config):
+    """``rag-app finetune data``: RAFT-style grounded chat rows, deduplicated and split, with a data card."""
+
+    recipe: Literal["data"] = "data"
+    source: Literal["squad", "index", "jsonl"] = "squad"
+    """squad: ../shared/data/squad-dev style folder; index: an index folder plus questions; jsonl:
+    question/context/answer rows (what eval's active-learning selection writes)."""
+    path: Path = Path("../shared/data/squad-dev")
+    """The squad folder, the index folder, or the JSONL file."""
+    questions: Path | None = None
+    """With ``source: index``: JSONL of ``{"question", "answer"}`` rows to ground in the index."""
+    articles: tuple[int, int] | None = None
+    """With ``source: squad``: 1-based inclusive range of articles (titles in file order) to use."""
+    distractors: int = Field(2, ge=0, le=20)
+    """Distractor passages shown with the right one."""
+    unanswerable_share: float = Field(0.2, ge=0.0, lt=1.0)
+    """Share of rows whose sources leave out the right passage: target "not in the documents"."""
+    validation_share: float = Field(0.1, ge=0.0, lt=0.9)
+    max_rows: int | None = Field(None, ge=1)
+    """Keep at most this many rows (before the split), sampled with ``seed``."""
+    seed: int = 0
+    out: Path = Path("data")
+    """Folder for train.jsonl, validation.jsonl and data_card.json."""
+
+
+Recipe = Annotated[
+    SFTRecipe | CausalPretrainRecipe | MaskedPretrainRecipe | ContinuedPretrainRecipe | GroundedDataRecipe,
+    Field(discriminator="recipe"),
+]
+RECIPES: dict[str, type[_Config]] = {
+    "sft": SFTRecipe,
+    "pretrain-causal": CausalPretrainRecipe,
+    "pretrain-masked": MaskedPretrainRecipe,
+    "pretrain-continued": ContinuedPretrainRecipe,
+    "data": GroundedDataRecipe,
+}
+"""``recipe`` key -> config class."""
+
+
+def to_yaml(config: BaseModel) -> str:
+    """The config as YAML (paths as strings, keys in field order)."""
+    import yaml
+
+    return str(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+
+
+def save_config(config: BaseModel, path: Path) -> Path:
+    """Write ``config`` to ``path`` as YAML."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_yaml(config), encoding="utf-8")
+    return path
+
+
+def load_config(path: Path, expected: type[_Config] | None = None, /, **overrides: Any) -> Any:
+    """Read a YAML config; ``recipe:`` picks the class unless ``expected`` is given.
+
+    ``overrides`` are dotted keys (``train.max_steps=5``) applied on top of the file.
+    Raises :class:`ConfigError` naming the file and the key when a value is not allowed.
+    """
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
+    for dotted, value in overrides.items():
+        _set_dotted(data, dotted, value)
+    cls = expected or RECIPES.get(str(data.get("recipe")))
+    if cls is None:
+        raise ConfigError(f"{path}: 'recipe' must be one of {', '.join(RECIPES)}, got {data.get('recipe')!r}")
+    return validate(cls, data, where=str(path))
+
+
+def validate(cls: type[_Config], data: dict[str, Any], *, where: str = "config") -> Any:
+    """``cls(**data)`` with a :class:`ConfigError` that names each wrong key, what it got and why."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            problems.append(f"{key}: {error['msg']} (got {error.get('input')!r})")
+        raise ConfigError(f"invalid {cls.__name__} in {where}: " + "; ".join(problems)) from None
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {part} is not a section")
+    node[leaf] = value
+
+
+def build_recipe(cls: type[_Config], config_path: Path | None = None, /, **overrides: Any) -> Any:
+    """A recipe from an optional YAML file plus dotted-key overrides (``None`` values are skipped):
+    what the CLI does with ``--config`` and its flags."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if config_path is not None:
+        return load_config(config_path, cls, **given)
+    data: dict[str, Any] = {}
+    for dotted, value in given.items():
+        _set_dotted(data, dotted, value)
+    return validate(cls, data, where="command-line options")

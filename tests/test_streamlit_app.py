@@ -1,0 +1,433 @@
+"""The Streamlit app: driven by ``streamlit.testing.v1.AppTest``, and in a real headless Chromium.
+
+Retrieval, the index, the guard and the feedback store are real (the packaged embedder, FAISS,
+SQLite). The generator is a scripted test double, named as such: it answers with the sentence
+of source [1] that shares most words with the question, cited ``[1]``, and streams it word by
+word. The real generators are exercised in tests/test_generation.py; here what is tested is the
+app: upload and ingest with progress, two-turn chat with streaming, citations that open the
+passage with its supporting span highlighted, flagged sentences, abstentions, feedback.
+
+The browser test needs Debian's ``chromium`` (``apt-get install -y chromium``) and the
+``playwright`` package; Playwright drives that binary through ``executable_path`` and never
+downloads a browser. It is skipped, with the reason, when either is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit", reason="the app needs the ui extra: pip install -e '.[ui]'")
+
+from streamlit.testing.v1 import AppTest
+
+from rag_app.feedback import FeedbackStore
+from rag_app.rag import RAG
+
+ROOT = Path(__file__).resolve().parents[1]
+MEMO_PDF = ROOT.parent / "shared" / "data" / "formats" / "fake-memo.pdf"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+# The app as tests run it: streamlit_app.main with the scripted generator in place of the configured one.
+SCRIPTED_APP = '''
+import re
+import sys
+from collections.abc import Iterator, Sequence
+
+sys.path.insert(0, {root!r})
+
+from rag_app.generation.base import Completion, Message
+from streamlit_app import main
+
+
+class ScriptedGenerator:
+    """Test double: the sentence of source [1] sharing most words with the question, cited [1].
+
+    A question with the word "invent" also gets an invented, unsupported sentence.
+    """
+
+    model_id = "scripted"
+    adapter_id = None
+
+    def __init__(self, settings: object) -> None:
+        pass
+
+    def _text(self, messages: Sequence[Message]) -> str:
+        user = messages[-1]["content"]
+        question = user.rsplit("Question:", 1)[-1]
+        first = re.search(r"\\[1\\] \\([^)]*\\)\\n(.*?)(?:\\n\\n\\[\\d+\\] \\(|\\n\\nQuestion:)", user, re.S)
+        if first is None:
+            return "I could not find the answer in the documents."
+        sentences = re.split(r"(?<=[.!?])\\s+", first.group(1).strip())
+        words = set(re.findall(r"\\w+", question.lower()))
+        best = max(sentences, key=lambda s: len(words & set(re.findall(r"\\w+", s.lower()))))
+        invented = " It was painted purple by Napoleon in 1712." if "invent" in words else ""
+        return best.rstrip(".") + " [1]." + invented
+
+    def generate(self, messages: Sequence[Message], **_: object) -> Completion:
+        text = self._text(messages)
+        return Completion(text=text, model=self.model_id, completion_tokens=len(text.split()))
+
+    def stream(self, messages: Sequence[Message], **_: object) -> Iterator[str]:
+        for word in self._text(messages).split(" "):
+            yield word + " "
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+main(generator_factory=ScriptedGenerator)
+'''
+
+DOCS = {
+    "eiffel.md": "# The Eiffel Tower\n\nThe Eiffel Tower in Paris was completed in 1889 for the World's "
+    "Fair. The tower is 330 metres tall and was designed by the company of Gustave Eiffel.\n",
+    "tides.md": "# Tides\n\nThe gravity of the moon pulls the oceans and causes the tides. "
+    "Spring tides happen at full moon and at new moon.\n",
+    "volcano.txt": "Lava from a volcano cools into basalt. Magma chambers feed volcanic eruptions.\n",
+}
+
+
+@pytest.fixture()
+def app_env(tmp_path: Path, settings, embedder, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """A working folder, the app's settings as environment variables, and the scripted app file."""
+    # ``embedder`` makes sure the ONNX export is in the cache before the app loads it.
+    paths = {
+        "index": tmp_path / "index",
+        "data": tmp_path / "data",
+        "reports": tmp_path / "reports",
+        "docs": tmp_path / "docs",
+        "app": tmp_path / "scripted_app.py",
+    }
+    paths["docs"].mkdir()
+    for name, text in DOCS.items():
+        (paths["docs"] / name).write_text(text, encoding="utf-8")
+    paths["app"].write_text(SCRIPTED_APP.format(root=str(ROOT)), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # no ./rag-app.toml of the developer's is read
+    monkeypatch.delenv("RAG_APP_CONFIG", raising=False)
+    for key, value in {
+        "RAG_APP_CACHE_DIR": settings.cache_dir,
+        "RAG_APP_DATA_DIR": paths["data"],
+        "RAG_APP_UI__INDEX": paths["index"],
+        "RAG_APP_UI__REPORTS_DIR": paths["reports"],
+    }.items():
+        monkeypatch.setenv(key, str(value))
+    return paths
+
+
+def _texts(at: AppTest) -> str:
+    """Everything the app shows as text (markdown, captions, alerts), joined."""
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [e.value for alerts in (at.info, at.success, at.warning, at.error) for e in alerts]
+    return "\n".join(str(p) for p in parts)
+
+
+def _answers(at: AppTest) -> list[str]:
+    shown = []
+    for msg in at.chat_message:
+        if msg.name == "assistant":
+            parts = (
+                [m.value for m in msg.markdown]
+                + [c.value for c in msg.caption]
+                + [w.value for w in msg.warning]
+            )
+            shown.append("\n".join(str(p) for p in parts))
+    return shown
+
+
+def test_upload_ingest_two_turn_chat_citations_feedback(app_env: dict[str, Path]) -> None:
+    at = AppTest.from_file(str(app_env["app"]), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert "There is no index" in _texts(at)
+
+    # Upload two files, then ingest a folder: a progress bar, a report, the document list.
+    at.radio(key="page").set_value("Documents").run()
+    uploads = [app_env["docs"] / "eiffel.md", app_env["docs"] / "tides.md"]
+    if MEMO_PDF.is_file():  # a real one-page PDF from the shared samples: its page number is shown
+        uploads.append(MEMO_PDF)
+    for path in uploads:
+        at.file_uploader(key="uploads").upload(path.name, path.read_bytes())
+    at.run()  # a browser reruns the script when files are dropped
+    at.button(key="ingest-uploads").click().run()
+    assert not at.exception, at.exception
+    assert any(f"{len(uploads)} ingested" in s.value for s in at.success), _texts(at)
+    assert (app_env["data"] / "uploads" / "index" / "eiffel.md").is_file()
+    assert at.get("progress"), "no progress bar during ingest"
+    at.text_input(key="folder").set_value(str(app_env["docs"]))
+    at.button(key="ingest-folder").click().run()
+    assert not at.exception, at.exception
+    assert any("3 ingested" in s.value for s in at.success), _texts(at)
+    sources = at.selectbox(key="selected-document").options
+    assert len(sources) == len(uploads) + 3 and any(s.endswith("volcano.txt") for s in sources)
+    assert [m.value for m in at.metric] == [str(len(sources))] * 2  # documents, chunks (one each)
+
+    # Turn one: a streamed, cited, grounded answer.
+    at.radio(key="page").set_value("Chat").run()
+    at.chat_input[0].set_value("When was the Eiffel Tower completed?").run()
+    assert not at.exception, at.exception
+    first = _answers(at)
+    assert len(first) == 1 and "completed in 1889 for the World's Fair [1]." in first[0], first
+    assert re.search(r"green-badge\[.*grounding 0\.\d\d\]", first[0]), first  # the grounding badge
+    chips = at.button_group(key="cite-0")
+    assert chips.label == "Sources" and chips.options[0].startswith("[1] eiffel.md")
+
+    # The chip opens the cited passage with the supporting sentence highlighted.
+    chips.set_value(1).run()
+    passage = "\n".join(m.value for m in at.markdown if m.value.startswith('<div class="rag-passage'))
+    assert "<mark>" in passage and "1889" in passage.split("<mark>", 1)[1].split("</mark>", 1)[0], passage
+    assert any("characters" in m.value and "eiffel.md" in m.value for m in at.markdown)
+
+    # Turn two: a follow-up that only makes sense with the first turn ("it").
+    at.chat_input[0].set_value("How tall is it?").run()
+    assert not at.exception, at.exception
+    second = _answers(at)
+    assert len(second) == 2 and "The tower is 330 metres tall" in second[1] and "Eiffel [1]." in second[1], (
+        second
+    )
+
+    # Thumbs down with a correction, stored for the retraining loop.
+    at.feedback[1].set_value(0).run()
+    at.text_area(key="correction-1").set_value("It is 330 metres tall, antennas included.")
+    at.button(key="save-correction-1").click().run()
+    store = FeedbackStore(app_env["data"])
+    rows = store.rows()
+    assert len(rows) == 1 and rows[0].rating == -1 and rows[0].question == "How tall is it?"
+    assert rows[0].correction == "It is 330 metres tall, antennas included."
+    assert rows[0].answer["citations"][0]["source"].endswith("eiffel.md")
+
+    # An answer with an invented sentence: the real guard flags it, and the app marks it.
+    at.chat_input[0].set_value("When was the Eiffel Tower completed? Also invent a fact.").run()
+    assert not at.exception, at.exception
+    invented = _answers(at)[2]
+    assert "⚠️ Flagged: “It was painted purple by Napoleon in 1712.”" in invented, invented
+    assert "Not in the documents" in invented or (
+        '<span class="rag-flagged"' in invented
+        and "⚠️ It was painted purple by Napoleon in 1712.</span>" in invented
+    ), invented
+
+    # A question the documents do not answer: an abstention, said clearly, with the closest passages.
+    at.chat_input[0].set_value("How do I replace a bicycle chain?").run()
+    unanswerable = _answers(at)[3]
+    assert "Not in the documents" in unanswerable, unanswerable
+    assert at.button_group(key="cite-3").label == "Closest passages"
+
+    # A PDF's citation names its page.
+    if MEMO_PDF.is_file():
+        at.chat_input[0].set_value("How many laptops were delivered?").run()
+        assert "200 laptops" in _answers(at)[4]
+        chips = at.button_group(key="cite-4")
+        assert chips.options[0] == "[1] fake-memo.pdf · p. 1", chips.options
+        chips.set_value(1).run()
+        assert any("fake-memo.pdf** · page 1 · characters" in m.value for m in at.markdown)
+
+    # Delete a document from the list.
+    at.radio(key="page").set_value("Documents").run()
+    tides = next(s for s in at.selectbox(key="selected-document").options if s.endswith("docs/tides.md"))
+    at.selectbox(key="selected-document").set_value(tides)
+    at.button(key="delete-document").click().run()
+    assert not at.exception, at.exception
+    assert tides not in at.selectbox(key="selected-document").options
+
+
+def test_flagged_sentences_and_evaluation_page(app_env: dict[str, Path]) -> None:
+    import streamlit_app
+    from rag_app.answer import Answer, Grounding, SentenceSupport
+
+    text = "Paris is in France [1]. The tower is made of cheese."
+    answer = Answer(
+        "q",
+        text,
+        [],
+        Grounding(0.3, [SentenceSupport(text[24:], 24, len(text), 0.1, flagged=True, reason="unsupported")]),
+    )
+    marked = streamlit_app._marked_text(answer)
+    assert marked.startswith("Paris is in France [1]. ")
+    assert (
+        '<span class="rag-flagged" title="unsupported (support 0.10)">⚠️ The tower is made of cheese.</span>'
+        in marked
+    )
+    assert streamlit_app._highlight("A <b> c. Then d.", ["Then  d."]) == "A &lt;b&gt; c. <mark>Then d.</mark>"
+
+    at = AppTest.from_file(str(app_env["app"]), default_timeout=60)
+    at.run()
+    at.radio(key="page").set_value("Evaluation").run()
+    assert "No evaluation reports yet" in _texts(at) and "ui.reports_dir" in _texts(at)
+    app_env["reports"].mkdir()
+    report = {
+        "retrieval": {"recall@5": 0.9, "mrr": 0.75},
+        "answers": {"faithfulness": 0.8},
+        "name": "nightly",
+    }
+    (app_env["reports"] / "nightly.json").write_text(json.dumps(report), encoding="utf-8")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="report").options == ["nightly.json"]
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart"), "no chart for the report's metrics"
+    assert streamlit_app._numbers(report) == {
+        "retrieval.recall@5": 0.9,
+        "retrieval.mrr": 0.75,
+        "answers.faithfulness": 0.8,
+    }
+
+
+def test_feedback_store_roundtrip(tmp_path: Path) -> None:
+    from rag_app.answer import Answer
+    from rag_app.errors import QueryError
+
+    store = FeedbackStore(tmp_path)
+    answer = Answer("Who?", "Eiffel [1].", [], None, model="m")
+    first = store.add(answer, rating=1, index_dir="idx")
+    second = store.add(answer, rating=-1, index_dir="idx", correction="  ")
+    assert store.get(second).correction is None
+    store.set_correction(second, "Gustave Eiffel's company.")
+    store.set_rating(first, -1)
+    assert store.counts() == {"up": 0, "down": 2, "corrections": 1}
+    assert [r.id for r in store.rows(rating=-1)] == [first, second]
+    assert store.export_jsonl(tmp_path / "out.jsonl") == 2
+    assert (
+        json.loads((tmp_path / "out.jsonl").read_text().splitlines()[1])["correction"]
+        == "Gustave Eiffel's company."
+    )
+    with pytest.raises(QueryError, match="rating"):
+        store.add(answer, rating=0, index_dir="idx")
+    with pytest.raises(QueryError, match="no feedback"):
+        store.set_correction(99, "x")
+    assert FeedbackStore(tmp_path).counts()["down"] == 2  # reopened: migrations are not applied twice
+
+
+def test_ui_command_runs_streamlit_headless(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "rag_app.cli", "ui", "--print", "--port", "8765"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "RAG_APP_CONFIG"},
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "-m streamlit run" in out.stdout and "streamlit_app.py" in out.stdout
+    for flag in ("--server.headless true", "--browser.gatherUsageStats false", "--server.port 8765"):
+        assert flag in out.stdout
+    config = (ROOT / ".streamlit" / "config.toml").read_text()
+    assert "gatherUsageStats = false" in config and "headless = true" in config
+
+    # And for real: the command starts Streamlit, which answers its health check on 127.0.0.1.
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rag_app.cli", "ui", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "RAG_APP_CONFIG"},
+    )
+    try:
+        _wait_for_http(port, server)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+# -- a real browser -------------------------------------------------------------------------------
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_http(port: int, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+@pytest.mark.slow
+def test_real_chromium_asks_clicks_a_citation_and_screenshots(
+    app_env: dict[str, Path], settings, embedder, tmp_path: Path
+) -> None:
+    chromium = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
+    from PIL import Image, ImageStat
+
+    RAG(app_env["index"], settings, embedder=embedder).ingest([app_env["docs"]])
+    port = _free_port()
+    log = (tmp_path / "streamlit.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(app_env["app"]), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--client.toolbarMode", "minimal"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+        cwd=tmp_path,
+    )  # fmt: skip
+    shot = tmp_path / "citation.png"
+    try:
+        _wait_for_http(port, server)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.wait_for(timeout=60_000)
+            box.fill("When was the Eiffel Tower completed?")
+            box.press("Enter")
+            chip = page.get_by_text("[1] eiffel.md", exact=True)
+            chip.wait_for(timeout=60_000)
+            reply = page.get_by_test_id("stChatMessage").last.inner_text()
+            assert "completed in 1889 for the World's Fair [1]." in reply and "grounding 0." in reply, reply
+            chip.click()
+            mark = page.locator(".rag-passage mark")
+            mark.wait_for(timeout=30_000)
+            assert "1889" in mark.inner_text()
+            page.wait_for_timeout(500)  # let the layout settle before the picture
+            page.screenshot(path=str(shot), full_page=True)
+            # A second turn with an invented sentence: the guard's flag is shown in the page.
+            box.fill("When was the Eiffel Tower completed? Also invent a fact.")
+            box.press("Enter")
+            flag = page.get_by_text("Flagged:", exact=False)
+            flag.first.wait_for(timeout=60_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(tmp_path / "flagged.png"), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    image = Image.open(shot).convert("L")
+    assert image.size[0] >= 1000 and image.size[1] >= 600
+    spread = ImageStat.Stat(image).stddev[0]
+    colours = len(image.getcolors(maxcolors=1 << 16) or [])
+    assert spread > 10 and colours > 20, f"screenshot looks blank: stddev {spread:.1f}, {colours} grey levels"
+    keep = os.environ.get("RAG_APP_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / "streamlit-citation.png")
+        shutil.copy(tmp_path / "flagged.png", Path(keep) / "streamlit-flagged.png")
