@@ -86,7 +86,7 @@ def trainer_kwargs(args: TrainArgs, *, has_validation: bool) -> dict[str, Any]:
         "data_seed": args.seed,
         "use_cpu": not cuda,
         "bf16": args.bf16,
-        "gradient_checkpointing": args.gradient_checkpointing,
+        "activation_checkpointing": args.gradient_checkpointing,
         "dataloader_num_workers": 0,
         "disable_tqdm": True,
     }

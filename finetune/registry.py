@@ -254,9 +254,31 @@ class Registry:
 
 
 def promoted_adapter(settings: Settings) -> Path | None:
-    """The promoted adapter's folder, or ``None``: what ``generator.adapter = "promoted"`` loads."""
+    """The promoted adapter's folder, or ``None``: what ``generator.adapter = "promoted"`` loads.
+
+    Raises :class:`ConfigError` when the adapter was trained on another base than ``generator.model``
+    (an adapter on the wrong base loads without error and generates nonsense).
+    """
     record = Registry.from_settings(settings).promoted()
-    return record.path if record is not None else None
+    if record is None:
+        return None
+    if not _same_base(record, settings.generator.model):
+        raise ConfigError(
+            f"the promoted adapter {record.name} was trained on {record.base_model!r}, but generator.model "
+            f"is {settings.generator.model!r}: set generator.model to its base, or promote another adapter"
+        )
+    return record.path
+
+
+def _same_base(record: AdapterRecord, model: str) -> bool:
+    from rag_app.models import ALIASES, weights_digest
+
+    if ALIASES.get(model, model) == ALIASES.get(record.base_model, record.base_model):
+        return True
+    folder = Path(model).expanduser()
+    if (folder / "config.json").is_file():  # another spelling of the same folder, or a copy of it
+        return weights_digest(folder) == record.base_hash
+    return False
 
 
 def merge(settings: Settings, adapter: str | Path, out: Path) -> Path:

@@ -62,8 +62,15 @@ def sft(recipe: SFTRecipe, settings: Settings | None = None) -> RunResult:
     model, tokenizer = load_base(base, recipe)
     train_rows, validation_rows = _load_rows(recipe)
     trainer = build_trainer(recipe, model, tokenizer, train_rows, validation_rows, base)
+    kept = len(trainer.train_dataset)  # TRL drops rows whose completion was cut off entirely
+    if kept == 0:
+        raise TrainingError(
+            f"all {len(train_rows)} training rows are longer than train.max_seq_length "
+            f"({recipe.train.max_seq_length} tokens) up to their answer: raise it or use fewer distractors"
+        )
     metrics, history = train_and_evaluate(trainer, bool(validation_rows), recipe.train.max_minutes)
     metrics["trainable_params"], metrics["total_params"] = count_trainable(trainer.model)
+    metrics["train_rows"], metrics["rows_dropped_too_long"] = kept, len(train_rows) - kept
 
     out = recipe.train.output_dir
     weights = out / ("model" if recipe.method == "full" else "adapter")

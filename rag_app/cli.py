@@ -528,15 +528,27 @@ def pretrain() -> None:
 
 @pretrain.command("causal")
 @_CONFIG_OPTION
-@click.option("--corpus", multiple=True, type=click.Path(exists=True, path_type=Path), help="Text files/folders.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir).")
+@click.option(
+    "--corpus", multiple=True, type=click.Path(exists=True, path_type=Path), help="Text files/folders."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir)."
+)
 @click.option("--max-steps", type=int, default=None)
 @click.option("--vocab-size", type=int, default=None)
 @click.option("--layers", type=int, default=None, help="n_layer")
 @click.option("--width", type=int, default=None, help="n_embd")
 @_SAVE_OPTION
-def pretrain_causal_cmd(config_file: Path | None, corpus: tuple[Path, ...], out: Path | None, max_steps: int | None,
-                        vocab_size: int | None, layers: int | None, width: int | None, save_config: Path | None) -> None:  # fmt: skip
+def pretrain_causal_cmd(
+    config_file: Path | None,
+    corpus: tuple[Path, ...],
+    out: Path | None,
+    max_steps: int | None,
+    vocab_size: int | None,
+    layers: int | None,
+    width: int | None,
+    save_config: Path | None,
+) -> None:
     """Train a BPE tokenizer and a small Llama-style decoder from scratch; prints loss and perplexity.
 
     \b
@@ -547,21 +559,40 @@ def pretrain_causal_cmd(config_file: Path | None, corpus: tuple[Path, ...], out:
     from finetune.config import CausalPretrainRecipe, build_recipe
     from finetune.pretrain_causal import pretrain_causal
 
-    recipe = build_recipe(CausalPretrainRecipe, config_file, **{"corpus": list(corpus) or None,
-        "train.output_dir": out, "train.max_steps": max_steps, "vocab_size": vocab_size, "n_layer": layers,
-        "n_embd": width})  # fmt: skip
+    recipe = build_recipe(
+        CausalPretrainRecipe,
+        config_file,
+        **{
+            "corpus": list(corpus) or None,
+            "train.output_dir": out,
+            "train.max_steps": max_steps,
+            "vocab_size": vocab_size,
+            "n_layer": layers,
+            "n_embd": width,
+        },
+    )
     _run_recipe(recipe, save_config, lambda: pretrain_causal(recipe))
 
 
 @pretrain.command("masked")
 @_CONFIG_OPTION
-@click.option("--corpus", multiple=True, type=click.Path(exists=True, path_type=Path), help="Text files/folders.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir).")
+@click.option(
+    "--corpus", multiple=True, type=click.Path(exists=True, path_type=Path), help="Text files/folders."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir)."
+)
 @click.option("--max-steps", type=int, default=None)
 @click.option("--nsp/--no-nsp", default=None, help="Also train next-sentence prediction.")
 @_SAVE_OPTION
-def pretrain_masked_cmd(config_file: Path | None, corpus: tuple[Path, ...], out: Path | None, max_steps: int | None,
-                        nsp: bool | None, save_config: Path | None) -> None:  # fmt: skip
+def pretrain_masked_cmd(
+    config_file: Path | None,
+    corpus: tuple[Path, ...],
+    out: Path | None,
+    max_steps: int | None,
+    nsp: bool | None,
+    save_config: Path | None,
+) -> None:
     """Train a WordPiece tokenizer and a small BERT-style encoder (masked LM, optional NSP).
 
     \b
@@ -571,8 +602,11 @@ def pretrain_masked_cmd(config_file: Path | None, corpus: tuple[Path, ...], out:
     from finetune.config import MaskedPretrainRecipe, build_recipe
     from finetune.pretrain_masked import pretrain_masked
 
-    recipe = build_recipe(MaskedPretrainRecipe, config_file, **{"corpus": list(corpus) or None,
-        "train.output_dir": out, "train.max_steps": max_steps, "nsp": nsp})  # fmt: skip
+    recipe = build_recipe(
+        MaskedPretrainRecipe,
+        config_file,
+        **{"corpus": list(corpus) or None, "train.output_dir": out, "train.max_steps": max_steps, "nsp": nsp},
+    )
     _run_recipe(recipe, save_config, lambda: pretrain_masked(recipe))
 
 
@@ -581,13 +615,22 @@ def pretrain_masked_cmd(config_file: Path | None, corpus: tuple[Path, ...], out:
 @click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--model", default=None, help="Base model (default: the packaged generator).")
 @click.option("--method", type=click.Choice(["lora", "full"]), default=None)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir)."
+)
 @click.option("--max-steps", type=int, default=None)
 @_SAVE_OPTION
 @click.pass_context
-def pretrain_continued_cmd(ctx: click.Context, config_file: Path | None, index_dir: Path | None, model: str | None,
-                           method: str | None, out: Path | None, max_steps: int | None,
-                           save_config: Path | None) -> None:  # fmt: skip
+def pretrain_continued_cmd(
+    ctx: click.Context,
+    config_file: Path | None,
+    index_dir: Path | None,
+    model: str | None,
+    method: str | None,
+    out: Path | None,
+    max_steps: int | None,
+    save_config: Path | None,
+) -> None:
     """Continue pretraining the generator on an index's chunks (domain adaptation); a LoRA
     adapter is registered in the adapter registry.
 
@@ -598,8 +641,17 @@ def pretrain_continued_cmd(ctx: click.Context, config_file: Path | None, index_d
     from finetune.config import ContinuedPretrainRecipe, build_recipe
     from finetune.pretrain_continued import pretrain_continued
 
-    recipe = build_recipe(ContinuedPretrainRecipe, config_file, **{"index": index_dir, "model": model,
-        "method": method, "train.output_dir": out, "train.max_steps": max_steps})  # fmt: skip
+    recipe = build_recipe(
+        ContinuedPretrainRecipe,
+        config_file,
+        **{
+            "index": index_dir,
+            "model": model,
+            "method": method,
+            "train.output_dir": out,
+            "train.max_steps": max_steps,
+        },
+    )
     _run_recipe(recipe, save_config, lambda: pretrain_continued(recipe, _settings(ctx)))
 
 
@@ -611,10 +663,18 @@ def finetune() -> None:
 @finetune.command("data")
 @_CONFIG_OPTION
 @click.option("--source", type=click.Choice(["squad", "index", "jsonl"]), default=None)
-@click.option("--path", type=click.Path(exists=True, path_type=Path), default=None,
-              help="squad-dev folder, index folder, or question/context/answer JSONL.")  # fmt: skip
-@click.option("--questions", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="With --source index: JSONL of {question, answer}.")  # fmt: skip
+@click.option(
+    "--path",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="squad-dev folder, index folder, or question/context/answer JSONL.",
+)
+@click.option(
+    "--questions",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="With --source index: JSONL of {question, answer}.",
+)
 @click.option("--articles", default=None, help="With --source squad: article range, e.g. 1-16.")
 @click.option("--distractors", type=int, default=None)
 @click.option("--unanswerable-share", type=float, default=None)
@@ -623,10 +683,20 @@ def finetune() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
 @_SAVE_OPTION
 @click.pass_context
-def finetune_data(ctx: click.Context, config_file: Path | None, source: str | None, path: Path | None,
-                  questions: Path | None, articles: str | None, distractors: int | None,
-                  unanswerable_share: float | None, validation_share: float | None, max_rows: int | None,
-                  out: Path | None, save_config: Path | None) -> None:  # fmt: skip
+def finetune_data(
+    ctx: click.Context,
+    config_file: Path | None,
+    source: str | None,
+    path: Path | None,
+    questions: Path | None,
+    articles: str | None,
+    distractors: int | None,
+    unanswerable_share: float | None,
+    validation_share: float | None,
+    max_rows: int | None,
+    out: Path | None,
+    save_config: Path | None,
+) -> None:
     """Build RAFT-style grounded chat rows (deduplicated, split, with a data card).
 
     \b
@@ -642,10 +712,21 @@ def finetune_data(ctx: click.Context, config_file: Path | None, source: str | No
     if articles:
         first, _, last = articles.partition("-")
         span = [int(first), int(last or first)]
-    recipe = build_recipe(GroundedDataRecipe, config_file, **{"source": source, "path": path,
-        "questions": questions, "articles": span, "distractors": distractors,
-        "unanswerable_share": unanswerable_share, "validation_share": validation_share, "max_rows": max_rows,
-        "out": out})  # fmt: skip
+    recipe = build_recipe(
+        GroundedDataRecipe,
+        config_file,
+        **{
+            "source": source,
+            "path": path,
+            "questions": questions,
+            "articles": span,
+            "distractors": distractors,
+            "unanswerable_share": unanswerable_share,
+            "validation_share": validation_share,
+            "max_rows": max_rows,
+            "out": out,
+        },
+    )
     if save_config is not None:
         _run_recipe(recipe, save_config, lambda: None)
         return
@@ -657,22 +738,43 @@ def finetune_data(ctx: click.Context, config_file: Path | None, source: str | No
 @_CONFIG_OPTION
 @click.option("--method", type=click.Choice(["lora", "qlora", "prompt", "prefix", "full"]), default=None)
 @click.option("--model", default=None, help="Base model (default: the packaged generator).")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="Folder written by `rag-app finetune data` (train.jsonl, validation.jsonl).")  # fmt: skip
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir).")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Folder written by `rag-app finetune data` (train.jsonl, validation.jsonl).",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir)."
+)
 @click.option("--max-steps", type=int, default=None)
 @click.option("--max-minutes", type=float, default=None, help="Stop training after this many minutes.")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--lr", type=float, default=None, help="train.learning_rate")
 @click.option("--rank", type=int, default=None, help="lora.r")
 @click.option("--name", default=None, help="Registry name of the adapter.")
-@click.option("--register/--no-register", default=None, help="Record the adapter in the registry (default on).")
+@click.option(
+    "--register/--no-register", default=None, help="Record the adapter in the registry (default on)."
+)
 @_SAVE_OPTION
 @click.pass_context
-def finetune_sft(ctx: click.Context, config_file: Path | None, method: str | None, model: str | None,
-                 data_dir: Path | None, out: Path | None, max_steps: int | None, max_minutes: float | None,
-                 batch_size: int | None, lr: float | None, rank: int | None, name: str | None,
-                 register: bool | None, save_config: Path | None) -> None:  # fmt: skip
+def finetune_sft(
+    ctx: click.Context,
+    config_file: Path | None,
+    method: str | None,
+    model: str | None,
+    data_dir: Path | None,
+    out: Path | None,
+    max_steps: int | None,
+    max_minutes: float | None,
+    batch_size: int | None,
+    lr: float | None,
+    rank: int | None,
+    name: str | None,
+    register: bool | None,
+    save_config: Path | None,
+) -> None:
     """Supervised fine-tuning with TRL + PEFT; the adapter is registered (promote it to use it).
 
     QLoRA needs a CUDA GPU (bitsandbytes); on CPU it stops at once and names LoRA.
@@ -686,10 +788,28 @@ def finetune_sft(ctx: click.Context, config_file: Path | None, method: str | Non
     from finetune.config import SFTRecipe, build_recipe
     from finetune.sft import check_method, sft
 
-    data = {"data.train": data_dir / "train.jsonl", "data.validation": data_dir / "validation.jsonl"} if data_dir else {}
-    recipe = build_recipe(SFTRecipe, config_file, **{"method": method, "model": model, "train.output_dir": out,
-        "train.max_steps": max_steps, "train.max_minutes": max_minutes, "train.batch_size": batch_size,
-        "train.learning_rate": lr, "lora.r": rank, "name": name, "register_adapter": register, **data})  # fmt: skip
+    data = (
+        {"data.train": data_dir / "train.jsonl", "data.validation": data_dir / "validation.jsonl"}
+        if data_dir
+        else {}
+    )
+    recipe = build_recipe(
+        SFTRecipe,
+        config_file,
+        **{
+            "method": method,
+            "model": model,
+            "train.output_dir": out,
+            "train.max_steps": max_steps,
+            "train.max_minutes": max_minutes,
+            "train.batch_size": batch_size,
+            "train.learning_rate": lr,
+            "lora.r": rank,
+            "name": name,
+            "register_adapter": register,
+            **data,
+        },
+    )
     if save_config is None:
         check_method(recipe.method)  # before any model loads
     _run_recipe(recipe, save_config, lambda: sft(recipe, _settings(ctx)))
@@ -720,7 +840,9 @@ def adapters_ls(ctx: click.Context, as_json: bool) -> None:
     for r in records:
         loss = r.metrics.get("eval_loss")
         shown = f"eval_loss {loss:.3f}" if isinstance(loss, int | float) else ""
-        click.echo(f"{'*' if r.promoted else ' '} {r.name}  {r.method}  base {r.base_model}  {r.created_at}  {shown}")
+        click.echo(
+            f"{'*' if r.promoted else ' '} {r.name}  {r.method}  base {r.base_model}  {r.created_at}  {shown}"
+        )
 
 
 @adapters.command("show")
@@ -750,7 +872,9 @@ def adapters_rollback(ctx: click.Context) -> None:
 
 @adapters.command("merge")
 @click.argument("name")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model folder to write.")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model folder to write."
+)
 @click.pass_context
 def adapters_merge(ctx: click.Context, name: str, out: Path) -> None:
     """Merge a LoRA adapter (registry name or folder) into its base: a full model folder.

@@ -23,7 +23,15 @@ def run(settings, embedder, tmp_path_factory: pytest.TempPathFactory):
     # ``embedder`` makes sure the ONNX export is cached before the subprocesses start; conversations
     # go to a private data folder.
     data_dir = tmp_path_factory.mktemp("data")
-    env = {**os.environ, "RAG_APP_CACHE_DIR": str(settings.cache_dir), "RAG_APP_DATA_DIR": str(data_dir)}
+    # One decoding thread and short answers keep the test quick even on a busy machine (torch's
+    # worker threads spin when the cores are shared).
+    env = {
+        **os.environ,
+        "RAG_APP_CACHE_DIR": str(settings.cache_dir),
+        "RAG_APP_DATA_DIR": str(data_dir),
+        "RAG_APP_GENERATOR__THREADS": "1",
+        "RAG_APP_GENERATOR__MAX_NEW_TOKENS": "96",
+    }
     env.pop("RAG_APP_CONFIG", None)
 
     def _run(*args: str, stdin: str | None = None, **extra_env: str) -> subprocess.CompletedProcess[str]:

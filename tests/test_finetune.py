@@ -257,6 +257,46 @@ def test_squad_builder_uses_only_the_chosen_articles(tmp_path: Path) -> None:
         assert all(d.source == e.oracle.source and d is not e.oracle for d in e.distractors)
 
 
+@pytest.mark.slow
+def test_index_builder_grounds_questions_in_retrieved_chunks(tmp_path: Path, cache_dir: Path) -> None:
+    from finetune.data import write_dataset
+    from rag_app.rag import RAG
+
+    settings = Settings(cache_dir=cache_dir, data_dir=tmp_path / "data")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, doc in enumerate(_corpus_docs()[:4]):
+        (docs / f"{TOPICS[i]}.txt").write_text(
+            doc.split("\n")[0] + "\n\n" + doc.split("\n")[1], encoding="utf-8"
+        )
+    RAG(tmp_path / "index", settings).ingest([str(docs)])
+    questions = tmp_path / "q.jsonl"
+    rows = [
+        {"question": f"When was the {t} built?", "answer": str(1800 + 7 * i)}
+        for i, t in enumerate(TOPICS[:4])
+    ]
+    rows.append({"question": "What is the capital of Peru?", "answer": "Lima"})  # in no chunk: dropped
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    recipe = GroundedDataRecipe(
+        source="index",
+        path=tmp_path / "index",
+        questions=questions,
+        distractors=2,
+        unanswerable_share=0.0,
+        validation_share=0.0,
+        out=tmp_path / "d",
+    )
+    card = write_dataset(recipe, settings)
+    assert card["questions_without_a_chunk"] == 1 and card["rows"]["train"] == 4
+    for line in (tmp_path / "d" / "train.jsonl").open():
+        row = json.loads(line)
+        answer, cited = row["meta"]["answers"][0], row["meta"]["cited"]
+        user = row["prompt"][-1]["content"]
+        assert row["completion"][0]["content"] == f"{answer} [{cited}]"
+        assert answer in user.split(f"[{cited}] (", 1)[1].split("\n\n[", 1)[0]
+        assert user.count(answer) == 1  # distractors never contain the answer
+
+
 # -- SFT, every method --------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["lora", "prompt", "prefix", "full"])
 def test_sft_method_learns_and_reloads_identically(method: str, tiny_model: Path, tmp_path: Path) -> None:
@@ -349,10 +389,13 @@ def test_sft_end_to_end_registers_promotes_and_the_generator_loads_it(
 
     assert promoted_adapter(settings) is None
     registry.promote("first")
-    assert promoted_adapter(settings) == record.path
+    with pytest.raises(ConfigError, match="trained on"):  # generator.model is still the packaged one
+        promoted_adapter(settings)
+    generator_settings = {"adapter": "promoted", "model": str(tiny_model)}
     tuned = settings.model_copy(
-        update={"generator": settings.generator.model_copy(update={"adapter": "promoted"})}
+        update={"generator": settings.generator.model_copy(update=generator_settings)}
     )
+    assert promoted_adapter(tuned) == record.path
     generator = TransformersGenerator(tuned, folder=tiny_model)
     assert generator.adapter_id == "first"
     completion = generator.generate(

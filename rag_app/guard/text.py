@@ -57,6 +57,11 @@ STOPWORDS = frozenset(
 )
 """Function words and chat filler: ignored when asking which words of a claim the sources contain."""
 
+COURTESY = frozenset(
+    "thanks thank welcome hello hi hey bye goodbye hope helps helpful glad please sorry enjoy cheers".split()  # noqa: SIM905
+)
+"""Words of courtesy: a sentence of these and stop words alone ("Thanks.", "Hope this helps!") is no claim."""
+
 NEGATIONS = frozenset("not no never nothing none nobody neither nor without cannot n't deny denied".split())  # noqa: SIM905
 
 _ABSTAIN = re.compile(
@@ -150,10 +155,11 @@ def is_question(sentence: str) -> bool:
 
 def is_claim(sentence: str) -> bool:
     """True for a sentence that asserts something checkable: not a question, not an abstention,
-    and with at least one content word ("Sure!" and "Thanks." are not claims)."""
+    and with at least one content word that is not a courtesy ("Sure!" and "Thanks." are not claims)."""
     if is_question(sentence) or is_abstention(sentence):
         return False
-    return any(is_content(w.lower()) for w in tokens(strip_citations(sentence)))
+    words = [w.lower() for w in tokens(strip_citations(sentence))]
+    return any(is_content(w) and w not in COURTESY for w in words)
 
 
 def tokens(text: str) -> list[str]:
