@@ -41,8 +41,8 @@ class TrainArgs(_Config):
     warmup_steps: int = Field(0, ge=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     max_seq_length: int = Field(512, ge=8)
-    """Longer sequences are cut (SFT: from the end of the prompt side is never silently dropped;
-    rows over the limit are truncated by the trainer)."""
+    """Longer rows are cut at the end by the trainer; an SFT row cut before its answer is dropped
+    and counted in the run's ``rows_dropped_too_long``."""
     seed: int = 0
     logging_steps: int = Field(10, ge=1)
     eval_steps: int | None = Field(None, ge=1)

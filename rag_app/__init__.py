@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["RAG", "Settings", "RagAppError", "__version__"]
+__all__ = ["RAG", "RagAppError", "Settings", "__version__"]
 
 if TYPE_CHECKING:
     from rag_app.errors import RagAppError

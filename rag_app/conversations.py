@@ -51,7 +51,9 @@ class ConversationStore:
 
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(data_dir / DB_NAME, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self.conn = sqlite3.connect(
+            data_dir / DB_NAME, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA foreign_keys = ON")
         self.conn.executescript(_SCHEMA)
@@ -59,7 +61,8 @@ class ConversationStore:
     def create(self, index_dir: str, title: str = "") -> str:
         conversation_id = uuid.uuid4().hex[:12]
         self.conn.execute(
-            "INSERT INTO conversations (id, index_dir, title) VALUES (?, ?, ?)", (conversation_id, index_dir, title)
+            "INSERT INTO conversations (id, index_dir, title) VALUES (?, ?, ?)",
+            (conversation_id, index_dir, title),
         )
         return conversation_id
 
@@ -67,7 +70,9 @@ class ConversationStore:
         row = self.conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
         return row is not None
 
-    def add(self, conversation_id: str, role: str, content: str, answer: dict[str, Any] | None = None) -> None:
+    def add(
+        self, conversation_id: str, role: str, content: str, answer: dict[str, Any] | None = None
+    ) -> None:
         self.conn.execute(
             "INSERT INTO messages (conversation_id, role, content, answer) VALUES (?, ?, ?, ?)",
             (conversation_id, role, content, json.dumps(answer) if answer is not None else None),
@@ -75,14 +80,17 @@ class ConversationStore:
 
     def messages(self, conversation_id: str) -> list[StoredMessage]:
         rows = self.conn.execute(
-            "SELECT role, content, answer FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
+            "SELECT role, content, answer FROM messages WHERE conversation_id = ? ORDER BY id",
+            (conversation_id,),
         )
         return [StoredMessage(r[0], r[1], json.loads(r[2]) if r[2] else None) for r in rows]
 
     def list(self, index_dir: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT id, index_dir, title, created_at FROM conversations"
-        rows = self.conn.execute(query + (" WHERE index_dir = ?" if index_dir else "") + " ORDER BY created_at",
-                                 (index_dir,) if index_dir else ())
+        rows = self.conn.execute(
+            query + (" WHERE index_dir = ?" if index_dir else "") + " ORDER BY created_at",
+            (index_dir,) if index_dir else (),
+        )
         return [{"id": r[0], "index_dir": r[1], "title": r[2], "created_at": r[3]} for r in rows]
 
     def close(self) -> None:

@@ -86,7 +86,10 @@ def test_uncited_supported_sentences_get_their_evidence() -> None:
 
 
 def test_follow_up_questions_use_the_previous_question() -> None:
-    past = [StoredMessage("user", "Who designed the Eiffel Tower?", None), StoredMessage("assistant", "Eiffel.", None)]
+    past = [
+        StoredMessage("user", "Who designed the Eiffel Tower?", None),
+        StoredMessage("assistant", "Eiffel.", None),
+    ]
     assert retrieval_query("When was it built?", past) == "Who designed the Eiffel Tower? When was it built?"
     assert retrieval_query("What is the boiling point of water at sea level?", past).startswith("What is")
     assert retrieval_query("Anything?", []) == "Anything?"
@@ -139,7 +142,9 @@ def test_unrelated_question_abstains_without_generating(small_index: Path, setti
 
 def test_model_saying_not_found_is_an_abstention(small_index: Path, settings, embedder) -> None:
     generator = ScriptedGenerator(NOT_FOUND)
-    answer = _answerer(small_index, settings, embedder, generator, enabled=False).ask("What is the capital of France?")
+    answer = _answerer(small_index, settings, embedder, generator, enabled=False).ask(
+        "What is the capital of France?"
+    )
     assert answer.abstained and "no answer" in answer.abstain_reason
     assert "[1]" in generator.calls[0][-1]["content"]
 

@@ -463,7 +463,17 @@ def transformers_serve(smol_folder: Path, tmp_path_factory: pytest.TempPathFacto
     cli = Path(sys.executable).with_name("transformers")
     with log.open("w") as out:
         process = subprocess.Popen(
-            [str(cli), "serve", str(smol_folder), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+            [
+                str(cli),
+                "serve",
+                str(smol_folder),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--device",
+                "cpu",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -472,7 +482,9 @@ def transformers_serve(smol_folder: Path, tmp_path_factory: pytest.TempPathFacto
         deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
-                pytest.fail(f"`transformers serve` exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+                pytest.fail(
+                    f"`transformers serve` exited with {process.returncode}:\n{log.read_text()[-2000:]}"
+                )
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                     break

@@ -164,7 +164,7 @@ def train_guard(
         "embedder": embedder.model_id,
         "sklearn": _sklearn_version(),
         "python": platform.python_version(),
-        "held_out": summary,
+        "held_out": dict(summary),
         "command": f"rag-app guard train --data {data_dir} --out {out} --seed {seed}",
     }
     model.save(Path(out))
