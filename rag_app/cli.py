@@ -192,7 +192,7 @@ def _print_answer(answer: Any, *, streamed: bool = False) -> None:
 @click.option("--source", default=None, help="Only files whose path matches this glob.")
 @click.option("--format", "formats", multiple=True, help="Only these formats; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the Answer object as JSON.")
-@click.option("--stream/--no-stream", default=None, help="Print tokens as they come (default: on a terminal).")
+@click.option("--stream/--no-stream", default=None, help="Print tokens as they come (default: on a tty).")
 @click.pass_context
 def ask(
     ctx: click.Context,
@@ -280,7 +280,9 @@ def guard() -> None:
     show_default=True,
     help="Folder with halueval-sum/, halueval-dialogue/ and scifact/.",
 )
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file to write.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file to write."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
 def guard_train(ctx: click.Context, data: Path, out: Path, seed: int) -> None:

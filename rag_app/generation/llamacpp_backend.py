@@ -75,6 +75,7 @@ class LlamaCppGenerator:
                     model_path=str(self.gguf),
                     n_ctx=max(4096, g.context_tokens + g.max_new_tokens + 1024),
                     n_threads=g.threads or os.cpu_count() or 1,
+                    n_threads_batch=g.threads or os.cpu_count() or 1,
                     seed=0,
                     verbose=False,
                 )
