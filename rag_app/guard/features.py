@@ -54,7 +54,9 @@ FEATURES = (
     "passage_entities_used",  # share of the passages' names and numbers that the claim mentions
 )
 CANDIDATES = 4
-"""Units embedded per claim: the best lexical matches (keeps a check within the latency budget)."""
+"""Units whose copied runs are measured per claim: the best lexical matches."""
+EMBEDDED = 2
+"""Of those, units embedded per claim (the embedder is most of a check's time: keep this small)."""
 RARE_RANK = 8000
 """Words ranked past this in the embedder's vocabulary (or absent from it) count as rare."""
 MAX_PAIR_WORDS = 24
@@ -284,7 +286,7 @@ def plan(claim: str, sources: Sources, scope: frozenset[int] | None = None) -> P
         "new_passage_entity": min(3, len((bag.entities & in_passages) - in_context)) / 3.0,
         "passage_entities_used": len(bag.entities & passage_entities) / max(1, len(passage_entities)),
     }
-    return Plan(claim, bag, scope, ranked[:CANDIDATES], lexical)
+    return Plan(claim, bag, scope, ranked[:EMBEDDED], lexical)
 
 
 def _share_missing(items: Collection[object], vocabulary: Collection[object]) -> float:

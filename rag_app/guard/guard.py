@@ -20,7 +20,7 @@ import numpy as np
 
 from rag_app.answer import Grounding, SentenceSupport
 from rag_app.embeddings.base import Embedder
-from rag_app.guard.features import Item, Sources, featurize
+from rag_app.guard.features import Item, Plan, Sources, featurize
 from rag_app.guard.model import DEFAULT_MODEL, TreeModel
 from rag_app.guard.text import (
     Span,
@@ -121,9 +121,7 @@ class Guard:
             if s.claim:
                 k = claims.index(s)
                 everywhere = float(support[id(s)])
-                result.evidence, result.evidence_text = _evidence(
-                    sources, plans[0][k].candidates, cosines[0][k]
-                )
+                result.evidence, result.evidence_text = _evidence(sources, plans[0][k], cosines[0][k])
                 result.score = by_citation.get(id(s), everywhere)
                 if result.score < self.threshold:
                     result.flagged = True
@@ -193,11 +191,21 @@ class Guard:
         return np.stack([self._vectors[t] for t in texts]) if texts else np.zeros((0, 1), dtype=np.float32)
 
 
-def _evidence(sources: Sources, candidates: list[int], cosines: dict[int, float]) -> tuple[list[int], str]:
-    """Passage numbers (1-based) whose sentences match the claim best, and the best such sentence."""
-    ranked = sorted((u for u in candidates if sources.units[u].passage >= 0), key=lambda u: -cosines[u])
+def _evidence(sources: Sources, plan: Plan, cosines: dict[int, float]) -> tuple[list[int], str]:
+    """Passage numbers (1-based) whose sentences match the claim best, and the best such sentence.
+
+    A unit's match is its cosine to the claim plus the share of the claim's content words it holds:
+    cosines of close candidates shift a little with their batch (int8 activations), words do not.
+    """
+    content = set(plan.bag.content)
+
+    def match(u: int) -> float:
+        cover = len(content & sources.units[u].stem_set) / len(content) if content else 0.0
+        return cosines[u] + cover
+
+    ranked = sorted((u for u in plan.candidates if sources.units[u].passage >= 0), key=lambda u: -match(u))
     if not ranked:
         return [], ""
-    best = cosines[ranked[0]]
-    numbers = [sources.units[u].passage + 1 for u in ranked if cosines[u] >= best - EVIDENCE_MARGIN]
+    best = match(ranked[0])
+    numbers = [sources.units[u].passage + 1 for u in ranked if match(u) >= best - EVIDENCE_MARGIN]
     return list(dict.fromkeys(numbers))[:3], sources.units[ranked[0]].text
