@@ -193,3 +193,20 @@ def count_trainable(model: Any) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
+
+
+def causal_lm_trainer(
+    args: TrainArgs, model: Any, tokenizer: Any, train: list[list[int]], validation: list[list[int]]
+) -> Any:
+    """``transformers.Trainer`` over token blocks with the causal-LM collator (labels = inputs,
+    shifted in the model); used by pretraining from scratch and continued pretraining."""
+    from datasets import Dataset
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+    return Trainer(
+        model=model,
+        args=TrainingArguments(**trainer_kwargs(args, has_validation=True)),
+        train_dataset=Dataset.from_dict({"input_ids": train}),
+        eval_dataset=Dataset.from_dict({"input_ids": validation}),
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+    )

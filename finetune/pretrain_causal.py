@@ -21,7 +21,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from finetune.common import RunResult, finish, require, set_threads, train_and_evaluate, trainer_kwargs
+from finetune.common import (
+    RunResult,
+    causal_lm_trainer,
+    finish,
+    require,
+    set_threads,
+    train_and_evaluate,
+)
 from finetune.config import CausalPretrainRecipe
 from finetune.corpus import pack_blocks, read_corpus, split_blocks, train_bpe_tokenizer
 
@@ -82,14 +89,4 @@ def build_trainer(
     validation: list[list[int]],
 ) -> Any:
     """``transformers.Trainer`` with the causal-LM collator (labels = inputs, shifted in the model)."""
-    from datasets import Dataset
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
-
-    args = TrainingArguments(**trainer_kwargs(recipe.train, has_validation=True))
-    return Trainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_dict({"input_ids": train}),
-        eval_dataset=Dataset.from_dict({"input_ids": validation}),
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-    )
+    return causal_lm_trainer(recipe.train, model, tokenizer, train, validation)

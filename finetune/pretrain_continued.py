@@ -19,12 +19,12 @@ from typing import Any
 from finetune.common import (
     RunResult,
     base_model_folder,
+    causal_lm_trainer,
     count_trainable,
     finish,
     require,
     set_threads,
     train_and_evaluate,
-    trainer_kwargs,
 )
 from finetune.config import ContinuedPretrainRecipe
 from finetune.corpus import index_texts, pack_blocks, split_blocks, texts_digest
@@ -94,17 +94,7 @@ def build_trainer(
     train: list[list[int]],
     validation: list[list[int]],
 ) -> Any:
-    from datasets import Dataset
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
-
-    args = TrainingArguments(**trainer_kwargs(recipe.train, has_validation=True))
-    return Trainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_dict({"input_ids": train}),
-        eval_dataset=Dataset.from_dict({"input_ids": validation}),
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-    )
+    return causal_lm_trainer(recipe.train, model, tokenizer, train, validation)
 
 
 def _register(

@@ -32,6 +32,27 @@ def first_stop(text: str, stop: Sequence[str]) -> int | None:
     return min(found) if found else None
 
 
+def until_stop(pieces: Iterable[str], stop: Sequence[str]) -> Iterator[str]:
+    """Pass text pieces on, ending before the first stop string (which may span pieces)."""
+    if not any(stop):
+        yield from (p for p in pieces if p)
+        return
+    hold = max(len(s) for s in stop) - 1  # a stop string may start in the last `hold` characters
+    buffer = ""
+    for piece in pieces:
+        buffer += piece
+        cut = first_stop(buffer, stop)
+        if cut is not None:
+            if cut:
+                yield buffer[:cut]
+            return
+        if len(buffer) > hold:
+            yield buffer[: len(buffer) - hold]
+            buffer = buffer[len(buffer) - hold :]
+    if buffer:
+        yield buffer
+
+
 def stop_prefix_length(text: str, stop: Sequence[str]) -> int:
     """Length of the longest end of ``text`` that is the beginning of a stop string."""
     longest = 0

@@ -50,9 +50,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUTO_CPU_DTYPE: Literal["float32", "bfloat16"] = "float32"
-"""What ``dtype = "auto"`` loads on CPU. bfloat16 decodes about 1.6x faster on this project's
-2-core AVX512-BF16 machine, but its greedy answers differ from float32 ones on 7 of 10 fixed RAG
-prompts (``bench/generation.py``, ``bench/results/generation.json``), so it is opt-in there.
+"""What ``dtype = "auto"`` loads on CPU. bfloat16 can decode faster on CPUs with AVX512-BF16, but
+its greedy answers are not the same as float32's: 2 of 10 fixed RAG prompts differ, and 6 rather
+than 7 contain the expected word (``bench/generation.py``, ``bench/results/generation.json``), so
+it is opt-in there.
 On a GPU ``auto`` loads bfloat16 when the GPU supports it."""
 
 

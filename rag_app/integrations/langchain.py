@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, cast
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -31,6 +31,7 @@ from langchain_core.runnables.config import run_in_executor
 from rag_app.documents import Hit
 from rag_app.errors import QueryError
 from rag_app.generation.base import Completion, Message
+from rag_app.generation.repetition import first_stop, until_stop
 from rag_app.rag import RAG
 
 RagInput = str | Mapping[str, Any]
@@ -187,7 +188,7 @@ class LangChainChatGenerator:
         reply = model.invoke(_lc_messages(messages), stop=list(stop) or None)
         total = max(time.perf_counter() - t0, 1e-9)
         text = _content_text(reply.content)
-        cut = _first_stop(text, stop)
+        cut = first_stop(text, stop)
         finish = "stop" if cut is not None else _finish_reason(reply)
         if cut is not None:
             text = text[:cut]
@@ -219,7 +220,7 @@ class LangChainChatGenerator:
         model = self._configured(max_new_tokens, temperature)
         chunks = model.stream(_lc_messages(messages), stop=list(stop) or None)
         try:
-            yield from _until_stop((_content_text(c.content) for c in chunks), stop)
+            yield from until_stop((_content_text(c.content) for c in chunks), stop)
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
@@ -281,29 +282,3 @@ def _content_text(content: str | list[Any]) -> str:
 def _finish_reason(reply: BaseMessage) -> str:
     reason = reply.response_metadata.get("finish_reason") or reply.response_metadata.get("stop_reason")
     return "length" if reason in {"length", "max_tokens"} else "stop"
-
-
-def _first_stop(text: str, stop: Sequence[str]) -> int | None:
-    found = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    return min(found) if found else None
-
-
-def _until_stop(pieces: Iterable[str], stop: Sequence[str]) -> Iterator[str]:
-    """Pass text pieces on, ending before the first stop string (which may span pieces)."""
-    if not any(stop):
-        yield from (p for p in pieces if p)
-        return
-    hold = max(len(s) for s in stop) - 1  # a stop string may start in the last `hold` characters
-    buffer = ""
-    for piece in pieces:
-        buffer += piece
-        cut = _first_stop(buffer, stop)
-        if cut is not None:
-            if cut:
-                yield buffer[:cut]
-            return
-        if len(buffer) > hold:
-            yield buffer[: len(buffer) - hold]
-            buffer = buffer[len(buffer) - hold :]
-    if buffer:
-        yield buffer

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
@@ -31,6 +31,7 @@ from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle
 from rag_app.answer import Answer, Citation
 from rag_app.documents import Hit
 from rag_app.generation.base import Completion, Message
+from rag_app.generation.repetition import first_stop, until_stop
 
 if TYPE_CHECKING:
     from rag_app.rag import RAG
@@ -211,7 +212,7 @@ class LlamaIndexLLMGenerator:
         response = self.llm.chat(_chat_messages(messages))
         total = max(time.perf_counter() - t0, 1e-9)
         text = response.message.content or ""
-        cut = _first_stop(text, stop)
+        cut = first_stop(text, stop)
         if cut is not None:
             text = text[:cut]
         extra = response.additional_kwargs or {}
@@ -241,7 +242,7 @@ class LlamaIndexLLMGenerator:
         """The ``delta`` of each ``llm.stream_chat`` response, ending before a stop string."""
         responses = self.llm.stream_chat(_chat_messages(messages))
         try:
-            yield from _until_stop((r.delta or "" for r in responses), stop)
+            yield from until_stop((r.delta or "" for r in responses), stop)
         finally:
             close = getattr(responses, "close", None)
             if close is not None:
@@ -259,29 +260,3 @@ _ROLES = {"system": MessageRole.SYSTEM, "user": MessageRole.USER, "assistant": M
 
 def _chat_messages(messages: Sequence[Message]) -> list[ChatMessage]:
     return [ChatMessage(role=_ROLES[m["role"]], content=m["content"]) for m in messages]
-
-
-def _first_stop(text: str, stop: Sequence[str]) -> int | None:
-    found = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    return min(found) if found else None
-
-
-def _until_stop(pieces: Iterable[str], stop: Sequence[str]) -> Iterator[str]:
-    """Pass text pieces on, ending before the first stop string (which may span pieces)."""
-    if not any(stop):
-        yield from (p for p in pieces if p)
-        return
-    hold = max(len(s) for s in stop) - 1  # a stop string may start in the last `hold` characters
-    buffer = ""
-    for piece in pieces:
-        buffer += piece
-        cut = _first_stop(buffer, stop)
-        if cut is not None:
-            if cut:
-                yield buffer[:cut]
-            return
-        if len(buffer) > hold:
-            yield buffer[: len(buffer) - hold]
-            buffer = buffer[len(buffer) - hold :]
-    if buffer:
-        yield buffer
