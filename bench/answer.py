@@ -53,6 +53,7 @@ from eval.answer_metrics import best_over_truths, exact_match, token_f1
 from rag_app.documents import LoadedDocument, Section
 from rag_app.rag import RAG
 from rag_app.settings import Settings
+from rag_app.store.index import IndexStore
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad-dev"
 SYSTEMS = ("rag-app", "rag-app-llamacpp", "llamaindex")
@@ -165,7 +166,7 @@ class LlamaIndexSystem:
 def build_rag_index(folder: Path, passages: list[dict[str, Any]], settings: Settings) -> tuple[RAG, float]:
     rag = RAG(folder, settings)
     t0 = time.perf_counter()
-    if not (folder / "manifest.json").is_file():
+    if not IndexStore.exists(folder):
         rag.add_documents(
             [
                 LoadedDocument(f"squad/{p['_id']}", "text", [Section(p["text"], heading_path=(p["title"],))])

@@ -26,6 +26,7 @@ from typing import Any
 from finetune.config import TrainingError
 from rag_app.errors import ConfigError
 from rag_app.settings import Settings
+from rag_app.store.migrations import apply_migrations
 
 REGISTRY_DB = "registry.sqlite"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -106,16 +107,7 @@ class Registry:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-        )
-        done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
-        for name, sql in MIGRATIONS:
-            if name not in done:
-                with conn:
-                    conn.executescript(
-                        f"BEGIN; {sql} INSERT INTO _migrations VALUES ('{name}', '{_now()}'); COMMIT;"
-                    )
+        apply_migrations(conn, MIGRATIONS)
         return conn
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from rag_app.answer import Answer
 from rag_app.errors import QueryError
+from rag_app.store.migrations import apply_migrations
 
 DB_NAME = "feedback.sqlite"
 
@@ -83,24 +84,7 @@ class FeedbackStore:
         self.path = folder / DB_NAME
         self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode = WAL")
-        self._migrate()
-
-    def _migrate(self) -> None:
-        self.conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY)")
-        done = {row[0] for row in self.conn.execute("SELECT name FROM _migrations")}
-        for name, sql in MIGRATIONS:
-            if name in done:
-                continue
-            self.conn.execute("BEGIN")
-            try:
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
-                self.conn.execute("INSERT INTO _migrations (name) VALUES (?)", (name,))
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+        apply_migrations(self.conn, MIGRATIONS)
 
     def add(
         self,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -459,7 +460,7 @@ def transformers_serve(smol_folder: Path, tmp_path_factory: pytest.TempPathFacto
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = tmp_path_factory.mktemp("serve") / "transformers-serve.log"
-    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(log.parent / "hf")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(log.parent / "hf")}
     cli = Path(sys.executable).with_name("transformers")
     with log.open("w") as out:
         process = subprocess.Popen(

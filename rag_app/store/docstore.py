@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from rag_app.documents import Chunk, Hit
+from rag_app.store.migrations import apply_migrations
 
 DOCSTORE_NAME = "docstore.sqlite"
 
@@ -80,22 +81,10 @@ class Docstore:
         if not readonly:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = FULL")
-            self._migrate()
+            apply_migrations(self.conn, MIGRATIONS)
 
     def close(self) -> None:
         self.conn.close()
-
-    def _migrate(self) -> None:
-        self.conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY)")
-        done = {row[0] for row in self.conn.execute("SELECT name FROM _migrations")}
-        for name, sql in MIGRATIONS:
-            if name in done:
-                continue
-            with self.transaction():
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
-                self.conn.execute("INSERT INTO _migrations (name) VALUES (?)", (name,))
 
     def transaction(self) -> _Transaction:
         """``with store.transaction():`` commits on success, rolls back on error."""
