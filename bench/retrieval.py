@@ -26,9 +26,7 @@ from common import (
     REPO_ROOT,
     RESULTS_DIR,
     WORK_DIR,
-    Qrels,
     cached_build,
-    evaluate,
     format_table,
     ingest_figures,
     latency_summary,
@@ -44,6 +42,7 @@ from common import (
     write_results,
 )
 
+from eval.retrieval_metrics import Qrels, evaluate
 from rag_app.documents import LoadedDocument, Section
 from rag_app.rag import RAG
 from rag_app.settings import Settings, default_cache_dir

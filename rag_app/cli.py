@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import click
 
@@ -36,7 +36,24 @@ def _open_rag(ctx: click.Context, index: Path) -> Any:
 
 
 class _Group(click.Group):
-    """Turns our errors into one line on stderr and the error's exit code."""
+    """Turns our errors into one line on stderr and the error's exit code.
+
+    Groups that live in the other packages (``eval``) load only when invoked.
+    """
+
+    LAZY: ClassVar[dict[str, tuple[str, str]]] = {"eval": ("eval.cli", "eval_group")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            import importlib
+
+            module, attr = self.LAZY[name]
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

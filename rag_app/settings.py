@@ -181,6 +181,31 @@ class ServerSettings(_Section):
     """One JSON object per log line, with the request id; off: plain text."""
 
 
+class EvalSettings(_Section):
+    """Evaluation runs (``rag-app eval``) and the RAGAS judge."""
+
+    runs_db: Path | None = None
+    """SQLite file of stored runs; unset: ``DATA_DIR/eval-runs.sqlite``."""
+    seed: int = 0
+    """Seed of sampling, replicates, probes and bootstrap resampling."""
+    replicates: int = Field(1, ge=1, le=50)
+    """Times each question is answered (sampling with ``replicate_temperature`` after the first)."""
+    replicate_temperature: float = Field(0.7, ge=0.0, le=2.0)
+    """Temperature of replicates 2.. (the first is always greedy); 0 makes them identical."""
+    bootstrap_samples: int = Field(1000, ge=100, le=100000)
+    """Resamples behind each confidence interval and each run-to-run comparison."""
+    judge_base_url: str | None = None
+    """An OpenAI-compatible endpoint (``http://host:8000/v1``, e.g. vLLM serving a 7B+ model) for
+    RAGAS's LLM metrics; unset: only the offline metrics run (faithfulness from the guard)."""
+    judge_model: str = ""
+    """The model name the judge endpoint serves."""
+    judge_api_key: str | None = None
+    """Bearer token for the judge (``RAG_APP_EVAL__JUDGE_API_KEY``)."""
+    judge_timeout_s: float = Field(120.0, gt=0)
+    judge_max_workers: int = Field(4, ge=1, le=64)
+    """Concurrent judge calls."""
+
+
 class UISettings(_Section):
     """The Streamlit app (``rag-app ui``)."""
 
@@ -212,6 +237,7 @@ class Settings(BaseSettings):
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)
     ui: UISettings = Field(default_factory=UISettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -94,6 +94,11 @@ class TransformersGenerator:
             if self._model is None:
                 self._model = self._load_model()
 
+    def model_and_tokenizer(self) -> tuple[Any, Any]:
+        """The loaded model (with its adapter) and tokenizer, for scoring text (eval's perplexity)."""
+        self.load()
+        return self._model, self._tokenizer()
+
     def _model_folder(self) -> Path:
         if self._folder is None:  # the packaged GGUF is converted here, once (cached on disk)
             self._folder = generator_folder(self.settings)
