@@ -395,13 +395,7 @@ def _evaluation_page(settings: Settings, feedback: FeedbackStore) -> None:
         f"{counts['corrections']} corrections (`{feedback.path}`)."
     )
     folder = settings.ui.reports_dir
-    reports = sorted(
-        (p for p in folder.rglob("*") if p.suffix in REPORT_SUFFIXES and p.is_file())
-        if folder.is_dir()
-        else [],
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
+    reports = _report_files(folder)
     if not reports:
         st.info(
             f"No evaluation reports yet in `{folder}` (setting `ui.reports_dir`). Reports that the eval "
@@ -410,6 +404,21 @@ def _evaluation_page(settings: Settings, feedback: FeedbackStore) -> None:
         return
     chosen = st.selectbox("Report", reports, format_func=lambda p: str(p.relative_to(folder)), key="report")
     _show_report(Path(chosen))
+
+
+def _report_files(folder: Path) -> list[Path]:
+    """The reports under ``folder``: newest run folder first, its ``report.html`` before the rest."""
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.rglob("*") if p.suffix in REPORT_SUFFIXES and p.is_file()]
+    newest: dict[Path, float] = {}
+    for p in files:
+        newest[p.parent] = max(newest.get(p.parent, 0.0), p.stat().st_mtime)
+    return sorted(
+        files,
+        key=lambda p: (newest[p.parent], str(p.parent), p.name == "report.html", p.stat().st_mtime),
+        reverse=True,
+    )
 
 
 def _show_report(path: Path) -> None:

@@ -54,7 +54,9 @@ def test_passages_map_to_reference_ids_and_texts() -> None:
     assert keys == ["miss:0", "P1"] and rels == {"P1": 1}
     reference = "The Eiffel Tower was completed in 1889 for the World's Fair in Paris."
     keys, rels = rm.ranked_keys(
-        [("f", 1, "Unrelated text about trains."), ("f", 2, "Intro. " + reference + " More text.")], {}, [reference]
+        [("f", 1, "Unrelated text about trains."), ("f", 2, "Intro. " + reference + " More text.")],
+        {},
+        [reference],
     )
     assert keys == ["miss:0", "ref:0"] and rm.recall_at(keys, rels, 2) == 1.0
 
@@ -163,7 +165,7 @@ def test_jsonl_dataset_reads_every_reference_shape(tmp_path: Path) -> None:
     [
         ('{"question": "ok"}\n{not json\n', "line 2: not valid JSON"),
         ('{"answer": "x"}\n', "line 1: no question"),
-        ('[1, 2]\n', "line 1: expected a JSON object"),
+        ("[1, 2]\n", "line 1: expected a JSON object"),
         ('{"id": "a", "question": "x"}\n{"id": "a", "question": "y"}\n', "repeats"),
         ("\n\n", "no questions"),
     ],
@@ -207,7 +209,11 @@ def test_beir_folder_and_named_sets(tmp_path: Path) -> None:
 
 def test_testset_questions_are_drawn_from_sentences() -> None:
     question, answer, kind = _question_for("The company was founded in 1998 by two students.") or ("", "", "")
-    assert (question, answer, kind) == ("The company was founded in what year by two students?", "1998", "when")
+    assert (question, answer, kind) == (
+        "The company was founded in what year by two students?",
+        "1998",
+        "when",
+    )
     made = _question_for("The museum holds 4,500 paintings from the nineteenth century.")
     assert made == ("The museum holds how many paintings from the nineteenth century?", "4,500", "how")
     assert _question_for("it is fine and good and well and nice and so on and on.") is None
@@ -248,7 +254,9 @@ def test_run_store_round_trip_prefix_latest_and_interrupted(tmp_path: Path) -> N
 
 # -- selection and cost -----------------------------------------------------------------------------
 def test_selection_ranks_likely_wrong_answers_and_finetune_reads_it(tmp_path: Path) -> None:
-    passage = Passage(1, "/d/eiffel.md", None, 0, 60, 1, 0.9, "The Eiffel Tower opened in 1889 in Paris.", True)
+    passage = Passage(
+        1, "/d/eiffel.md", None, 0, 60, 1, 0.9, "The Eiffel Tower opened in 1889 in Paris.", True
+    )
     other = Passage(2, "/d/louvre.md", None, 0, 40, 2, 0.5, "The Louvre is a museum in Paris.", False)
 
     def res(sid: str, answer: str, grounding: float, replicate: int = 0) -> SampleResult:
@@ -287,7 +295,9 @@ def test_selection_adds_thumbs_down_feedback_with_corrections(tmp_path: Path) ->
     from rag_app.feedback import FeedbackStore
 
     store = FeedbackStore(tmp_path / "data")
-    citation = Citation(1, "/d/eiffel.md", None, 0, 40, 1, 0.9, "The Eiffel Tower opened in 1889.", cited=True)
+    citation = Citation(
+        1, "/d/eiffel.md", None, 0, 40, 1, 0.9, "The Eiffel Tower opened in 1889.", cited=True
+    )
     answer = Answer("When did it open?", "It opened in 1920 [1].", [citation], None)
     store.add(answer, rating=-1, index_dir=tmp_path / "index", correction="It opened in 1889.")
     store.add(answer, rating=-1, index_dir=tmp_path / "other-index")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Iterable
 from functools import lru_cache
@@ -40,6 +41,8 @@ class SparseIndex:
     def build(cls, rows: Iterable[tuple[int, str]]) -> SparseIndex:
         import bm25s
 
+        # bm25s sets its logger to DEBUG on import ("Building index from tokens" on every build)
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         ids, texts = [], []
         for chunk_id, text in rows:
             ids.append(chunk_id)
