@@ -143,7 +143,29 @@ def _groups(summary: dict[str, MetricSummary]) -> dict[str, list[MetricSummary]]
     return {title: metrics for title, metrics in out.items() if metrics}
 
 
+HEADLINE = (
+    "retrieval.recall@5",
+    "retrieval.mrr",
+    "retrieval.ndcg@10",
+    "answer.f1",
+    "answer.em",
+    "answer.semantic_similarity",
+    "answer.abstained",
+    "guard.grounding",
+    "guard.flagged",
+    "ragas.faithfulness",
+    "ragas.faithfulness_llm",
+    "ragas.answer_relevancy",
+    "ragas.context_precision",
+    "ragas.context_recall",
+)
+"""What a reader looks at first, in this order; a run without them shows the first few of each group."""
+
+
 def _headline(summary: dict[str, MetricSummary]) -> list[MetricSummary]:
+    preferred = [summary[name] for name in HEADLINE if name in summary]
+    if len(preferred) >= HEADLINE_PER_GROUP:
+        return preferred
     return [m for metrics in _groups(summary).values() for m in metrics[:HEADLINE_PER_GROUP]]
 
 

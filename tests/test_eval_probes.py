@@ -14,26 +14,28 @@ from pathlib import Path
 import pytest
 from eval_fixtures import _SOURCE_1, DOCS, SAMPLES, ExtractiveGenerator
 
-from eval.probes import (
+from eval.index_copy import copy_index
+from eval.perturb import (
     BIAS_AXES,
     INJECTION_TEMPLATES,
     NAME_GROUPS,
-    PERTURBATIONS,
     add_typos,
-    bias_probe,
     contains_canary,
-    copy_index,
     find_terms,
     group_mapping,
-    injection_probe,
     injection_text,
     make_canary,
     paraphrase,
+    swap_terms,
+    typo_count,
+)
+from eval.probes import (
+    PERTURBATIONS,
+    bias_probe,
+    injection_probe,
     probe_calls,
     robustness_probe,
     run_probes,
-    swap_terms,
-    typo_count,
 )
 from rag_app.documents import LoadedDocument, Section
 from rag_app.generation.base import Message
