@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import statistics
 import time
 from collections.abc import Callable
@@ -51,19 +50,19 @@ from common import (
 
 from eval.answer_metrics import best_over_truths, exact_match, token_f1
 from rag_app.documents import LoadedDocument, Section
+from rag_app.prompting import strip_citations
 from rag_app.rag import RAG
 from rag_app.settings import Settings
 from rag_app.store.index import IndexStore
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad-dev"
 SYSTEMS = ("rag-app", "rag-app-llamacpp", "llamaindex")
-CITATION = re.compile(r"\s*\[\d{1,3}\]")
 
 
 def _answer_metrics(text: str, truths: list[str], abstained: bool) -> tuple[float, float]:
     if abstained:
         return 0.0, 0.0
-    clean = CITATION.sub("", text)
+    clean = strip_citations(text)
     return best_over_truths(exact_match, clean, truths), best_over_truths(token_f1, clean, truths)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import statistics
 import sys
 import time
@@ -48,11 +47,10 @@ from eval.answer_metrics import best_over_truths, exact_match, token_f1  # noqa:
 from finetune.config import DataSource, GroundedDataRecipe, LoraArgs, SFTRecipe, TrainArgs  # noqa: E402
 from finetune.data import squad_examples, to_row, write_dataset  # noqa: E402
 from finetune.sft import sft  # noqa: E402
-from rag_app.prompting import cited_numbers, is_not_found  # noqa: E402
+from rag_app.prompting import cited_numbers, is_not_found, strip_citations  # noqa: E402
 from rag_app.settings import Settings, default_cache_dir  # noqa: E402
 
 SQUAD = REPO_ROOT.parent / "shared" / "data" / "squad-dev"
-_CITATION = re.compile(r"\s*\[\d{1,3}\]")
 
 
 def build_eval(
@@ -96,7 +94,7 @@ def score(rows: list[dict], answers: list[dict], guard: Any) -> dict[str, Any]:
             abstain_ok.append(float(abstained))
             continue
         false_abstain.append(float(abstained))
-        bare = _CITATION.sub("", text).strip()
+        bare = strip_citations(text)
         ems.append(best_over_truths(exact_match, bare, meta["answers"]))
         f1s.append(best_over_truths(token_f1, bare, meta["answers"]))
         numbers = cited_numbers(text)

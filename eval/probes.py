@@ -63,6 +63,7 @@ from eval.perturb import (
     swap_terms,
 )
 from eval.types import EvalSample
+from rag_app.prompting import strip_citations
 
 if TYPE_CHECKING:
     from rag_app.answer import Answer
@@ -165,11 +166,8 @@ def _search(rag: RAG, question: str) -> list[Hit]:
 
 
 # -- small helpers -------------------------------------------------------------------------
-_CITATION = re.compile(r"\s*\[\d{1,3}\]")
-
-
 def _plain(text: str) -> str:
-    return _CITATION.sub("", text)
+    return strip_citations(text)
 
 
 def agreement(a: str, b: str) -> float:

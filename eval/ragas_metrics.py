@@ -93,6 +93,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eval.types import EvalSample, SampleResult, clean_value
+from rag_app.prompting import strip_citations
 
 if TYPE_CHECKING:
     from rag_app.embeddings.base import Embedder
@@ -121,7 +122,6 @@ ANSWER_RELEVANCY_STRICTNESS = 3
 """Questions RAGAS generates per answer for answer relevancy (one judge call each)."""
 JUDGE_BREAKER_AFTER = 3
 """Consecutive connection errors / timeouts after which the judge is taken as down."""
-CITATION = re.compile(r"\s*\[\d{1,3}(?:\s*[,–-]\s*\d{1,3})*\]")
 """A citation mark with the space before it: `` [2]``, ``[1, 3]``, ``[1-3]``."""
 
 _NO_JUDGE = "no judge configured: set eval.judge_base_url"
@@ -191,11 +191,6 @@ def estimate_judge_calls(
     if not llm_metrics_enabled or n_samples <= 0:
         return 0
     return n_samples * (2 + strictness + max(contexts_per_sample, 0) + 1)
-
-
-def strip_citations(answer: str) -> str:
-    """``answer`` without its `` [n]`` citation marks."""
-    return CITATION.sub("", answer).strip()
 
 
 def score_ragas(

@@ -22,7 +22,6 @@ import importlib.metadata
 import json
 import platform
 import random
-import re
 import sys
 import time
 import zlib
@@ -38,8 +37,8 @@ from eval.retrieval_metrics import ranked_keys, retrieval_scores
 from eval.runs import RunStore, new_run_id
 from eval.stats import summarize_all
 from eval.types import EvalSample, FlaggedSentence, MetricSummary, Passage, RunRecord, SampleResult
+from rag_app.prompting import strip_citations
 
-CITATION = re.compile(r"\s*\[\d{1,3}\]")
 RETRIEVAL_DEPTH = 10
 PERPLEXITY_TEXTS = 20
 PACKAGES = (
@@ -225,7 +224,7 @@ def answer_scores(sample: EvalSample, result: SampleResult) -> dict[str, float |
     """
     scores: dict[str, float | None] = {"answer.abstained": float(result.abstained)}
     if sample.answers:
-        text = CITATION.sub("", result.answer)
+        text = strip_citations(result.answer)
         if result.abstained or result.error:
             scores.update({"answer.em": 0.0, "answer.f1": 0.0, "answer.bleu": 0.0, "answer.rouge_l": 0.0})
         else:
@@ -251,7 +250,7 @@ def retrieval_for(rag: Any, sample: EvalSample, k: int) -> dict[str, float]:
 def _semantic(embedder: Any, results: list[SampleResult], samples: dict[str, EvalSample]) -> None:
     scored = [r for r in results if samples[r.sample_id].answers and not r.abstained and not r.error]
     values = am.semantic_similarity(
-        embedder, [CITATION.sub("", r.answer) for r in scored], [samples[r.sample_id].answers for r in scored]
+        embedder, [strip_citations(r.answer) for r in scored], [samples[r.sample_id].answers for r in scored]
     )
     for result, value in zip(scored, values, strict=True):
         result.metrics["answer.semantic_similarity"] = value

@@ -24,6 +24,8 @@ SYSTEM_PROMPT = (
 )
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
+_CITATION_MARK = re.compile(r"\s*\[\d{1,3}(?:\s*[,–-]\s*\d{1,3})*\]")
+"""A citation mark with its leading space: `` [2]``, `` [1, 3]``, `` [2-4]``."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,11 @@ def build_prompt(
     messages.extend(history)
     messages.append({"role": "user", "content": user})
     return Prompt(messages, shown)
+
+
+def strip_citations(text: str) -> str:
+    """``text`` without its citation marks (to compare an answer with reference answers)."""
+    return _CITATION_MARK.sub("", text).strip()
 
 
 def cited_numbers(text: str) -> list[int]:
