@@ -36,7 +36,8 @@ the guard gives an abstention 1.0 (it makes no claim), ``answer_relevancy`` give
 scores a noncommittal answer 0 by design), BLEU/ROUGE compare it with the reference like any
 text, and ``faithfulness_llm`` usually fails with "no statements" (RAGAS returns NaN then).
 
-Quirks of ragas 0.4.3 handled here:
+Quirks of ragas 0.4.3 handled here, in :mod:`eval.ragas_offline` (telemetry, tiktoken) and in
+:mod:`eval.ragas_judge` (the judge's client, requests and breaker, and the failure reasons):
 
 * Telemetry: ragas posts usage events unless ``RAGAS_DO_NOT_TRACK=true``; :func:`score_ragas`
   sets it (``setdefault``) before importing ragas. Events are still *built*, which writes a
@@ -78,20 +79,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import math
-import os
-import re
-import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eval.ragas_judge import JUDGE_BREAKER_AFTER as JUDGE_BREAKER_AFTER  # re-exported
+from eval.ragas_judge import JudgeUnavailable as JudgeUnavailable  # re-exported
+from eval.ragas_judge import _describe, _make_judge, _recorder_class
+from eval.ragas_offline import _prepare_offline
 from eval.types import EvalSample, SampleResult, clean_value
 from rag_app.prompting import strip_citations
 
@@ -120,9 +121,6 @@ RAGAS_LLM_METRIC_NAMES = tuple(PREFIX + name for name in LLM_METRICS)
 
 ANSWER_RELEVANCY_STRICTNESS = 3
 """Questions RAGAS generates per answer for answer relevancy (one judge call each)."""
-JUDGE_BREAKER_AFTER = 3
-"""Consecutive connection errors / timeouts after which the judge is taken as down."""
-"""A citation mark with the space before it: `` [2]``, ``[1, 3]``, ``[1-3]``."""
 
 _NO_JUDGE = "no judge configured: set eval.judge_base_url"
 _NAN_REASONS = {
@@ -136,10 +134,6 @@ _MISSING = {
     "reference": "no reference answer",
     "reference_contexts": "no reference contexts",
     "user_input": "no question",
-}
-_TIKTOKEN_FILES = {
-    "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
-    "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
 }
 
 
@@ -256,84 +250,6 @@ def score_ragas(
         _judge_summary(judge, outcome, results)
     outcome.seconds = round(time.perf_counter() - start, 3)
     return outcome
-
-
-# ---------------------------------------------------------------------------------------------
-# environment
-
-
-def _prepare_offline(cache_dir: Path | None) -> None:
-    """Telemetry off and tiktoken kept from downloading, before and after importing ragas."""
-    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-    if not os.environ.get("TIKTOKEN_CACHE_DIR") and not os.environ.get("DATA_GYM_CACHE_DIR"):
-        if cache_dir is None:
-            from rag_app.settings import default_cache_dir
-
-            cache_dir = default_cache_dir()
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(cache_dir) / "tiktoken")
-    from ragas import _analytics, tokenizers
-
-    _analytics.do_not_track.cache_clear()  # it is cached: reread the variable set above
-    if not _tiktoken_cached("o200k_base") and tokenizers._default_tokenizer is None:
-        tokenizers._default_tokenizer = _word_tokenizer()
-
-
-def _tiktoken_cached(encoding: str) -> bool:
-    """Whether tiktoken would load ``encoding`` from its cache folder (no download)."""
-    folder = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
-    if not folder:
-        return False
-    key = hashlib.sha1(_TIKTOKEN_FILES[encoding].encode()).hexdigest()
-    return (Path(folder) / key).is_file()
-
-
-@functools.cache
-def _word_tokenizer_class() -> type:
-    from ragas.tokenizers import BaseTokenizer
-
-    class WordTokenizer(BaseTokenizer):
-        """Words and punctuation as tokens, ids assigned on first sight (no vocabulary file)."""
-
-        def __init__(self) -> None:
-            self._ids: dict[str, int] = {}
-            self._words: list[str] = []
-            self._lock = threading.Lock()
-
-        def encode(self, text: str) -> list[int]:
-            with self._lock:
-                out = []
-                for word in _word_ids_pattern().findall(text):
-                    if word not in self._ids:
-                        self._ids[word] = len(self._words)
-                        self._words.append(word)
-                    out.append(self._ids[word])
-                return out
-
-        def decode(self, tokens: list[int]) -> str:
-            return " ".join(self._words[t] for t in tokens if 0 <= t < len(self._words))
-
-    return WordTokenizer
-
-
-def _word_tokenizer() -> Any:
-    return _word_tokenizer_class()()
-
-
-@functools.cache
-def _word_ids_pattern() -> re.Pattern[str]:
-    return re.compile(r"\w+|[^\w\s]", re.UNICODE)
-
-
-def _word_token_ids(text: str) -> list[int]:
-    """A stand-in for tiktoken's token ids: one per word or punctuation mark."""
-    return [len(w) for w in _word_ids_pattern().findall(text)]
-
-
-def _call_quietly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn`` without the deprecation warnings ragas 0.4 gives for ``evaluate`` and its wrappers."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return fn(*args, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,10 +383,6 @@ def _required(metric: Any) -> frozenset[str]:
 # judge
 
 
-class JudgeUnavailable(RuntimeError):
-    """The judge failed to answer several calls in a row; later calls fail at once."""
-
-
 def _judge_reason(settings: EvalSettings, llm_metrics: bool | None) -> str | None:
     """Why the judge's metrics do not run, or None when they do."""
     if llm_metrics is False:
@@ -480,93 +392,6 @@ def _judge_reason(settings: EvalSettings, llm_metrics: bool | None) -> str | Non
     if not settings.judge_model:
         return "no judge model: set eval.judge_model to the model the endpoint serves"
     return None
-
-
-def _make_judge(settings: EvalSettings) -> Any:
-    import httpx
-    from langchain_openai import ChatOpenAI
-
-    client = httpx.AsyncClient(timeout=settings.judge_timeout_s)
-    extra: dict[str, Any] = {}
-    if not (_tiktoken_cached("o200k_base") and _tiktoken_cached("cl100k_base")):
-        extra["custom_get_token_ids"] = _word_token_ids
-    chat = ChatOpenAI(
-        base_url=settings.judge_base_url,
-        model=settings.judge_model,
-        api_key=settings.judge_api_key or "not-needed",
-        timeout=settings.judge_timeout_s,
-        max_retries=1,
-        temperature=0,
-        # our own client: langchain-openai's default one is shared per URL and keeps connections
-        # bound to the event loop of its first use ("Event loop is closed" on the next run)
-        http_async_client=client,
-        **extra,
-    )
-    judge = _call_quietly(_judge_class(), chat, settings.judge_timeout_s, str(settings.judge_base_url))
-    judge.http_client = client
-    return judge
-
-
-@functools.cache
-def _judge_class() -> type:
-    import openai
-    from ragas.llms.base import LangchainLLMWrapper
-
-    class Judge(LangchainLLMWrapper):
-        """ragas's LangChain wrapper with per-request ``n``/temperature, call counting and a breaker."""
-
-        def __init__(self, chat: Any, request_timeout: float, url: str) -> None:
-            super().__init__(chat, bypass_n=True)
-            self.request_timeout = request_timeout
-            self.url = url
-            self.calls = 0
-            self.errors: dict[str, int] = {}
-            self.down: str | None = None
-            self.http_client: Any = None
-            self._failures_in_row = 0
-            self._lock = threading.Lock()
-            self.set_run_config(self.run_config)
-
-        def set_run_config(self, run_config: Any) -> None:
-            super().set_run_config(run_config)  # sets the request timeout to the job timeout
-            if getattr(self, "request_timeout", None) is not None:
-                setattr(self.langchain_llm, "request_timeout", self.request_timeout)  # noqa: B010
-
-        async def agenerate_text(
-            self,
-            prompt: Any,
-            n: int = 1,
-            temperature: float | None = 0.01,
-            stop: list[str] | None = None,
-            callbacks: Any = None,
-        ) -> Any:
-            if self.down is not None:
-                raise JudgeUnavailable(self.down)
-            if temperature is None:
-                temperature = self.get_temperature(n)
-            with self._lock:
-                self.calls += n
-            try:
-                result = await self.langchain_llm.agenerate_prompt(
-                    prompts=[prompt] * n, stop=stop, callbacks=callbacks, temperature=temperature
-                )
-            except (openai.APIConnectionError, openai.APITimeoutError) as error:
-                self._failed(error)
-                raise
-            with self._lock:
-                self._failures_in_row = 0
-            result.generations = [[g[0] for g in result.generations]]
-            return result
-
-        def _failed(self, error: Exception) -> None:
-            with self._lock:
-                what = _describe(error)
-                self.errors[what] = self.errors.get(what, 0) + 1
-                self._failures_in_row += 1
-                if self._failures_in_row >= JUDGE_BREAKER_AFTER and self.down is None:
-                    self.down = f"judge unreachable at {self.url}: {what}"
-
-    return Judge
 
 
 def _run_config(settings: EvalSettings, max_contexts: int, with_judge: bool) -> Any:
@@ -754,62 +579,3 @@ def _run_async(coroutine: Coroutine[Any, Any, None]) -> None:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragas") as pool:
         pool.submit(asyncio.run, coroutine).result()
-
-
-@functools.cache
-def _recorder_class() -> type:
-    from langchain_core.callbacks import BaseCallbackHandler
-
-    class ErrorRecorder(BaseCallbackHandler):
-        """Why each metric failed on each row: ragas reports the exception on the metric's chain."""
-
-        run_inline = True
-
-        def __init__(self) -> None:
-            self.runs: dict[Any, tuple[str, Any, dict[str, Any]]] = {}
-            self.errors: dict[tuple[int, str], str] = {}
-            self._lock = threading.Lock()
-
-        def on_chain_start(
-            self,
-            serialized: dict[str, Any] | None,
-            inputs: Any,
-            *,
-            run_id: Any,
-            parent_run_id: Any = None,
-            metadata: dict[str, Any] | None = None,
-            **kwargs: Any,
-        ) -> None:
-            with self._lock:
-                self.runs[run_id] = ((serialized or {}).get("name", ""), parent_run_id, dict(metadata or {}))
-
-        def on_chain_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
-            with self._lock:
-                name, parent, _ = self.runs.get(run_id, ("", None, {}))
-                if parent not in self.runs:
-                    return
-                parent_meta = self.runs[parent][2]
-                if _chain_type(parent_meta) != "row" or "row_index" not in parent_meta:
-                    return
-                self.errors.setdefault((int(parent_meta["row_index"]), name), _describe(error))
-
-    return ErrorRecorder
-
-
-def _chain_type(metadata: dict[str, Any]) -> str:
-    kind = metadata.get("type")
-    return str(getattr(kind, "value", kind))
-
-
-def _describe(error: BaseException) -> str:
-    """``Type: message``, with the root cause of a wrapped error (``Connection refused``)."""
-    message = " ".join(str(error).split())
-    if isinstance(error, TimeoutError) and not message:
-        message = "no answer within the time limit"
-    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
-    cause = error.__cause__
-    while cause is not None and cause.__cause__ is not None:
-        cause = cause.__cause__
-    if cause is not None and str(cause) and str(cause) not in text:
-        text += f" ({type(cause).__name__}: {' '.join(str(cause).split())})"
-    return text
