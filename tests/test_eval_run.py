@@ -192,3 +192,25 @@ def test_real_smollm2_runs_twice_to_the_same_numbers(tmp_path: Path, index: Path
     assert a.summary == b.summary
     perplexity = a.summary["generator.perplexity"]
     assert perplexity.mean is not None and 1.0 < perplexity.mean < 1000 and perplexity.n > 10
+
+
+def test_generated_testset_comes_from_the_indexed_chunks(served: CliRunner, index: Path, settings) -> None:
+    from eval.datasets import generate_testset
+    from rag_app.store.index import IndexStore
+
+    store = IndexStore.open(index)
+    data = generate_testset(store, 3, seed=0)
+    assert (
+        data == generate_testset(store, 3, seed=0)
+        or data.fingerprint == generate_testset(store, 3).fingerprint
+    )
+    assert 1 <= len(data.samples) <= 3
+    for sample in data.samples:
+        answer, context = sample.answers[0], sample.contexts[0]
+        assert answer in context and answer not in sample.question and sample.question.endswith("?")
+        assert list(sample.relevant) == [sample.id.removeprefix("gen-")]
+    store.close()
+    out = json.loads(
+        _invoke(served, "eval", "run", "--dataset", "generate", "-n", "3", "--index", str(index), "--json")
+    )
+    assert out["summary"]["retrieval.recall@10"]["mean"] > 0.5  # the chunk a question came from is found
