@@ -196,7 +196,8 @@ def _estimate(rag: Any, data: Any, options: Any, store: Any, *, calibrate: bool)
     settings = rag.settings
     questions = min(options.limit or len(data.samples), len(data.samples))
     replicates = options.replicates or settings.eval.replicates
-    judge_on = bool(settings.eval.judge_base_url) if options.judge is None else options.judge
+    configured = bool(settings.eval.judge_base_url or settings.eval.judge_local)
+    judge_on = configured if options.judge is None else options.judge and configured
     judge = estimate_judge_calls(questions * replicates, judge_on) if options.ragas else 0
     generator = rag.generator
     measured = cost.previous_seconds(

@@ -23,7 +23,15 @@ class JudgeUnavailable(RuntimeError):
     """The judge failed to answer several calls in a row; later calls fail at once."""
 
 
-def _make_judge(settings: EvalSettings) -> Any:
+def _make_judge(settings: EvalSettings, generator: Any = None) -> Any:
+    """The judge: ``generator`` in process (as a LangChain chat model) when given, else the
+    OpenAI-compatible endpoint of ``settings``."""
+    if generator is not None:
+        from rag_app.integrations.langchain import GeneratorChatModel
+
+        local = GeneratorChatModel(generator=generator, max_new_tokens=settings.judge_max_new_tokens)
+        name = f"local generator {getattr(generator, 'model_id', '')}"
+        return _call_quietly(_judge_class(), local, settings.judge_timeout_s, name)
     import httpx
     from langchain_openai import ChatOpenAI
 
@@ -70,7 +78,8 @@ def _judge_class() -> type:
 
         def set_run_config(self, run_config: Any) -> None:
             super().set_run_config(run_config)  # sets the request timeout to the job timeout
-            if getattr(self, "request_timeout", None) is not None:
+            has_timeout = hasattr(self.langchain_llm, "request_timeout")  # ChatOpenAI; not a local model
+            if getattr(self, "request_timeout", None) is not None and has_timeout:
                 setattr(self.langchain_llm, "request_timeout", self.request_timeout)  # noqa: B010
 
         async def agenerate_text(

@@ -196,6 +196,8 @@ def score_ragas(
     eval_settings: EvalSettings,
     llm_metrics: bool | None = None,
     cache_dir: Path | None = None,
+    judge_generator: Any = None,
+    llm_metric_names: Sequence[str] | None = None,
 ) -> RagasOutcome:
     """Add the RAGAS metrics of each result into ``result.metrics`` (``ragas.*``); see the module doc.
 
@@ -203,17 +205,22 @@ def score_ragas(
     False never, True whenever a judge is configured (without one they are skipped with a
     reason: nothing is sent to a default OpenAI endpoint). ``cache_dir`` holds tiktoken's files
     (default: rag-app's cache folder). ``guard`` None skips ``ragas.faithfulness``.
+    ``judge_generator``: judge with this generator in process (``eval.judge_local``) instead of
+    an endpoint. ``llm_metric_names`` limits the judge's metrics (e.g. ``["faithfulness_llm"]``).
     """
     start = time.perf_counter()
     _prepare_offline(cache_dir)
     outcome = RagasOutcome()
 
-    judge_reason = _judge_reason(eval_settings, llm_metrics)
+    judge_reason = _judge_reason(eval_settings, llm_metrics, local=judge_generator is not None)
     metrics = _offline_metrics(embedder, guard, outcome)
     judge = None
     if judge_reason is None:
-        judge = _make_judge(eval_settings)
-        metrics.update(_llm_metrics(judge, embedder))
+        judge = _make_judge(eval_settings, judge_generator)
+        chosen = _llm_metrics(judge, embedder)
+        if llm_metric_names is not None:
+            chosen = {name: m for name, m in chosen.items() if name in llm_metric_names}
+        metrics.update(chosen)
         outcome.llm_metrics = True
     else:
         for name in LLM_METRICS:
@@ -383,10 +390,12 @@ def _required(metric: Any) -> frozenset[str]:
 # judge
 
 
-def _judge_reason(settings: EvalSettings, llm_metrics: bool | None) -> str | None:
+def _judge_reason(settings: EvalSettings, llm_metrics: bool | None, *, local: bool = False) -> str | None:
     """Why the judge's metrics do not run, or None when they do."""
     if llm_metrics is False:
         return "LLM metrics turned off (--no-judge)"
+    if local:
+        return None
     if not settings.judge_base_url:
         return _NO_JUDGE
     if not settings.judge_model:
@@ -494,7 +503,7 @@ async def _evaluate_all(jobs: list[_Job], run_config: Any, outcome: RagasOutcome
         for results, rows, metrics in jobs:
             await _evaluate_group(results, rows, metrics, run_config, outcome)
     finally:
-        if judge is not None:
+        if judge is not None and judge.http_client is not None:
             await judge.http_client.aclose()
 
 

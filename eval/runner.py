@@ -350,6 +350,7 @@ def run_evaluation(
             guard=rag.guard,
             eval_settings=settings.eval,
             llm_metrics=options.judge,
+            judge_generator=rag.generator if settings.eval.judge_local else None,
         )
         manifest["ragas"] = outcome.to_dict() if hasattr(outcome, "to_dict") else asdict(outcome)
 

@@ -201,6 +201,12 @@ class EvalSettings(_Section):
     """The model name the judge endpoint serves."""
     judge_api_key: str | None = None
     """Bearer token for the judge (``RAG_APP_EVAL__JUDGE_API_KEY``)."""
+    judge_local: bool = False
+    """Judge with the configured generator in this process (no server): for a local 7B+ model
+    folder in ``generator.model``. The packaged 135M model cannot write RAGAS's JSON (most of its
+    verdicts fail to parse; ``bench/eval.py`` measures it)."""
+    judge_max_new_tokens: int = Field(512, ge=16, le=8192)
+    """Longest judge reply with ``judge_local`` (RAGAS's statement lists run long)."""
     judge_timeout_s: float = Field(120.0, gt=0)
     judge_max_workers: int = Field(4, ge=1, le=64)
     """Concurrent judge calls."""

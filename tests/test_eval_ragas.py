@@ -411,3 +411,27 @@ def test_judge_timeout(settings, embedder, guard):
         for name in RAGAS_LLM_METRIC_NAMES:
             assert result.metrics[name] is None and result.errors[name]
         assert result.metrics["ragas.bleu"] is not None
+
+
+def test_local_judge_in_process_without_a_server(settings, embedder, guard, no_internet):
+    """``eval.judge_local``: the generator itself judges (as a LangChain chat model), no HTTP."""
+    questions = {s.answers[0] if s.answers else s.question: s.question for s in SAMPLES.values()}
+    judge = ScriptedJudge(questions, garble_prompt="", garble_on="no such question")
+    results = _results()
+    eval_settings = _eval_settings(settings, judge_local=True, judge_max_workers=2)
+    outcome = score_ragas(
+        results,
+        SAMPLES,
+        embedder=embedder,
+        guard=guard,
+        eval_settings=eval_settings,
+        judge_generator=judge,
+        llm_metric_names=["faithfulness_llm"],
+    )
+    by_id = _by_id(results)
+    assert no_internet == []
+    assert outcome.llm_metrics and outcome.judge_calls == len(judge.prompts) > 0
+    assert "ragas.faithfulness_llm" in outcome.ran and "ragas.answer_relevancy" not in outcome.ran
+    assert by_id["capital"].metrics["ragas.faithfulness_llm"] == 1.0
+    assert by_id["eiffel"].metrics["ragas.faithfulness_llm"] == 0.0
+    assert "ragas.context_recall" not in by_id["capital"].metrics

@@ -1,5 +1,6 @@
-"""LangChain adapters, both ways: our index as a LangChain retriever and runnable, and any
-LangChain chat model as our :class:`~rag_app.generation.base.Generator`.
+"""LangChain adapters, both ways: our index as a LangChain retriever and runnable, any LangChain
+chat model as our :class:`~rag_app.generation.base.Generator`, and our generator as a LangChain
+chat model (:class:`GeneratorChatModel`, e.g. a local model as RAGAS's judge).
 
 Needs the ``langchain`` extra (``pip install 'rag-app[langchain]'``). This module is imported
 only by :meth:`rag_app.RAG.as_langchain_retriever` and friends, or by you; ``import rag_app``
@@ -11,26 +12,30 @@ never loads LangChain.
     for piece in qa.stream("how do I install it?"):      # text pieces only
         print(piece, end="")
     rag = RAG("idx", generator=LangChainChatGenerator(ChatOllama(model="llama3.2")))
+    chat = GeneratorChatModel(generator=rag.generator)  # our generator in any LangChain chain
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, cast
 
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import run_in_executor
+from pydantic import PrivateAttr
 
 from rag_app.documents import Hit
 from rag_app.errors import QueryError
-from rag_app.generation.base import Completion, Message
+from rag_app.generation.base import Completion, Generator, Message
 from rag_app.generation.repetition import first_stop, until_stop
 from rag_app.rag import RAG
 
@@ -245,6 +250,70 @@ class LangChainChatGenerator:
         if "temperature" in fields:
             update["temperature"] = temperature
         return self.chat_model.model_copy(update=update) if update else self.chat_model
+
+
+class GeneratorChatModel(BaseChatModel):
+    """Our :class:`Generator` (transformers, llama.cpp, an OpenAI-compatible server) as a LangChain
+    ``BaseChatModel``: system, human and AI messages in, one AI message out, with token usage.
+
+    Calls are serialised (a local model decodes one request at a time); the async methods run
+    them in LangChain's executor, which is what async-only callers such as RAGAS need.
+    ``max_new_tokens`` and ``temperature`` are the defaults; a call's ``temperature`` (RAGAS sends
+    one) overrides it.
+    """
+
+    generator: Any
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "rag-app-generator"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model": getattr(self.generator, "model_id", ""),
+            "adapter": getattr(self.generator, "adapter_id", None),
+        }
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        ours: list[Message] = [_our_message(m) for m in messages]
+        generator = cast(Generator, self.generator)
+        temperature = float(kwargs.get("temperature", self.temperature) or 0.0)
+        max_new = int(kwargs.get("max_tokens") or kwargs.get("max_new_tokens") or self.max_new_tokens)
+        with self._lock:
+            done = generator.generate(ours, max_new_tokens=max_new, temperature=temperature, stop=stop or ())
+        usage = {
+            "input_tokens": done.prompt_tokens,
+            "output_tokens": done.completion_tokens,
+            "total_tokens": done.prompt_tokens + done.completion_tokens,
+        }
+        reply = AIMessage(
+            content=done.text,
+            usage_metadata=usage,
+            response_metadata={"finish_reason": done.finish_reason, "model": done.model},
+        )
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+_OUR_ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+
+
+def _our_message(message: BaseMessage) -> Message:
+    role = _OUR_ROLES.get(message.type)
+    if role is None:
+        raise QueryError(
+            f"GeneratorChatModel takes system, human and AI messages, got a {message.type!r} message"
+        )
+    return cast(Message, {"role": role, "content": _content_text(message.content)})
 
 
 def _model_name(chat_model: BaseChatModel) -> str:
