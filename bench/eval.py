@@ -11,11 +11,17 @@
    halueval-sum and halueval-dialogue and on the SciFact claims, beside the two trivial
    baselines (answer length; share of words absent from the source), as ``bench/guard.py``.
 
+4. ``--judge-check N`` (a separate invocation, after a run): RAGAS's LLM faithfulness with the
+   packaged SmolLM2-135M as an in-process judge (``eval.judge_local``) on the first N answered
+   questions of the newest stored run, beside the guard-as-faithfulness on the same answers: how
+   many judge verdicts fail, seconds per answer, and the ratio. Writes ``eval-judge.json``.
+
 The SQuAD passages are indexed once into ``bench/.work/squad-index`` (shared with
 ``bench/answer.py``); runs go to a private run store under ``bench/.work/eval``.
 
     python bench/eval.py                          # 300 questions, twice; ~1 h on 2 cores
     python bench/eval.py --questions 30 --repeat 1 --probe-questions 5    # a quick look
+    python bench/eval.py --judge-check 10         # the 135M judge against the guard
 """
 
 from __future__ import annotations
@@ -159,6 +165,88 @@ def guard_figures(settings: Settings) -> dict[str, Any]:
     return out
 
 
+def judge_check(args: argparse.Namespace) -> dict[str, Any]:
+    """RAGAS LLM faithfulness judged by the local generator vs the guard, on stored answers."""
+    import collections
+
+    from eval.ragas_metrics import score_ragas
+    from eval.types import SampleResult
+    from rag_app.embeddings import create_embedder
+    from rag_app.generation import create_generator
+    from rag_app.prompting import strip_citations
+
+    settings = settings_for(args)
+    settings.eval.judge_local = True
+    settings.eval.judge_max_workers = 1
+    settings.eval.judge_max_new_tokens = args.judge_max_new_tokens
+    with RunStore.for_settings(settings) as store:
+        record = store.get("latest")
+        samples = store.samples(record.id)
+    answered = [r for r in record.results if not r.abstained and not r.error and r.replicate == 0]
+    chosen = answered[: args.judge_check]
+    copies = [SampleResult.from_dict(r.to_dict() | {"metrics": {}, "errors": {}}) for r in chosen]
+    embedder = create_embedder(settings)
+    generator = create_generator(settings)
+    generator.generate([{"role": "user", "content": "warm up"}], max_new_tokens=4)
+    t0 = time.perf_counter()
+    outcome = score_ragas(
+        copies,
+        samples,
+        embedder=embedder,
+        guard=None,
+        eval_settings=settings.eval,
+        judge_generator=generator,
+        llm_metric_names=["faithfulness_llm"],
+    )
+    judge_s = time.perf_counter() - t0
+    guard = Guard(embedder)
+    guard.warm_up()
+    t0 = time.perf_counter()
+    guard_scores = [
+        guard.check(strip_citations(r.answer), [p.text for p in r.passages]).score for r in chosen
+    ]
+    guard_s = time.perf_counter() - t0
+    values = [c.metrics.get("ragas.faithfulness_llm") for c in copies]
+    reasons = collections.Counter(
+        c.errors.get("ragas.faithfulness_llm", "").split(":")[0]
+        for c in copies
+        if c.errors.get("ragas.faithfulness_llm")
+    )
+    ok = [v for v in values if v is not None]
+    figures = {
+        "run_id": record.id,
+        "answers": len(chosen),
+        "judge": getattr(generator, "model_id", ""),
+        "judge_max_new_tokens": args.judge_max_new_tokens,
+        "judge_calls": outcome.judge_calls,
+        "judge_failed": len(values) - len(ok),
+        "judge_failure_reasons": dict(reasons),
+        "judge_mean_of_scored": round(sum(ok) / len(ok), 4) if ok else None,
+        "judge_seconds_per_answer": round(judge_s / max(len(chosen), 1), 2),
+        "judge_seconds_per_call": round(judge_s / max(outcome.judge_calls, 1), 2),
+        "guard_failed": 0,
+        "guard_mean": round(sum(guard_scores) / max(len(guard_scores), 1), 4),
+        "guard_seconds_per_answer": round(guard_s / max(len(chosen), 1), 4),
+        "judge_over_guard_seconds": round(judge_s / max(guard_s, 1e-9), 1),
+        "pairs": [
+            {
+                "question": r.question,
+                "judge": v,
+                "guard": round(g, 4),
+                "error": c.errors.get("ragas.faithfulness_llm"),
+            }
+            for r, c, v, g in zip(chosen, copies, values, guard_scores, strict=True)
+        ],
+    }
+    print(
+        f"judge (local 135M): {figures['judge_failed']}/{len(chosen)} failed, "
+        f"{figures['judge_seconds_per_answer']} s per answer; guard: 0 failed, "
+        f"{figures['guard_seconds_per_answer']} s per answer ({figures['judge_over_guard_seconds']}x)",
+        flush=True,
+    )
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -174,7 +262,15 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--no-report", dest="report", action="store_false")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "eval-squad.json")
+    parser.add_argument("--judge-check", type=int, default=0, help="only: N answers through the local judge")
+    parser.add_argument("--judge-max-new-tokens", type=int, default=256)
     args = parser.parse_args()
+    if args.judge_check:
+        load_before = warn_if_busy("start")
+        payload = {"settings": vars(args) | {"out": str(args.out)}, **judge_check(args)}
+        path = write_results(RESULTS_DIR / "eval-judge.json", payload, load_before)
+        print(f"wrote {path}")
+        return
 
     load_before = warn_if_busy("start")
     runs = []
