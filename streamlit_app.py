@@ -394,6 +394,7 @@ def _evaluation_page(settings: Settings, feedback: FeedbackStore) -> None:
         f"Feedback collected for the retraining loop: {counts['up']} 👍, {counts['down']} 👎, "
         f"{counts['corrections']} corrections (`{feedback.path}`)."
     )
+    _stored_runs(settings)
     folder = settings.ui.reports_dir
     reports = _report_files(folder)
     if not reports:
@@ -404,6 +405,32 @@ def _evaluation_page(settings: Settings, feedback: FeedbackStore) -> None:
         return
     chosen = st.selectbox("Report", reports, format_func=lambda p: str(p.relative_to(folder)), key="report")
     _show_report(Path(chosen))
+
+
+RUN_COLUMNS = ("answer.f1", "retrieval.ndcg@10", "guard.grounding", "ragas.faithfulness")
+
+
+def _stored_runs(settings: Settings) -> None:
+    """The evaluation runs in the run store (``rag-app eval list``), newest first, when there are any."""
+    from eval.runs import DB_NAME, RunStore
+
+    path = settings.eval.runs_db or Path(settings.data_dir) / DB_NAME
+    if not path.is_file():
+        return
+    with RunStore(path) as store:
+        runs = store.runs(limit=20)
+    if not runs:
+        return
+    st.subheader("Runs")
+    rows = [
+        {"run": r["id"], "dataset": r["dataset"], "status": r["status"], "answers": r["answers"]}
+        | {name: r["metrics"].get(name) for name in RUN_COLUMNS}
+        for r in runs
+    ]
+    st.dataframe(rows, hide_index=True, key="runs")
+    st.caption(
+        "Compare two runs with `rag-app eval compare A B`; `rag-app eval report RUN` writes a run's report."
+    )
 
 
 def _report_files(folder: Path) -> list[Path]:

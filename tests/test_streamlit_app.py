@@ -279,6 +279,20 @@ def test_flagged_sentences_and_evaluation_page(app_env: dict[str, Path]) -> None
         "answers.faithfulness": 0.8,
     }
 
+    # stored runs (the eval run store under DATA_DIR) are listed with their headline metrics
+    from eval.runs import RunStore
+    from eval.stats import summarize_all
+    from eval.types import RunRecord, SampleResult
+
+    result = SampleResult("q1", 0, "Who?", "Eiffel.", metrics={"answer.f1": 0.5, "guard.grounding": 0.9})
+    with RunStore(app_env["data"] / "eval-runs.sqlite") as store:
+        store.start("20260101-000000-abcdef", "mini", {})
+        store.finish(RunRecord("20260101-000000-abcdef", "", "mini", {}, summarize_all([result]), [result]))
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["20260101-000000-abcdef"] and list(table["answer.f1"]) == [0.5]
+
 
 def test_feedback_store_roundtrip(tmp_path: Path) -> None:
     from rag_app.answer import Answer
