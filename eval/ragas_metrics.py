@@ -122,7 +122,7 @@ RAGAS_LLM_METRIC_NAMES = tuple(PREFIX + name for name in LLM_METRICS)
 ANSWER_RELEVANCY_STRICTNESS = 3
 """Questions RAGAS generates per answer for answer relevancy (one judge call each)."""
 
-_NO_JUDGE = "no judge configured: set eval.judge_base_url"
+_NO_JUDGE = "no judge configured: set eval.judge_base_url (and judge_model) or eval.judge_local"
 _NAN_REASONS = {
     "faithfulness_llm": "RAGAS returned NaN: the judge found no statements in the answer",
     "answer_relevancy": "RAGAS returned NaN: the judge generated no question",

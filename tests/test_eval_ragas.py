@@ -275,7 +275,8 @@ def test_offline_metrics(settings, embedder, guard, no_internet, monkeypatch, tm
     assert set(outcome.ran) == set(RAGAS_OFFLINE_METRIC_NAMES)
     assert not outcome.failures
     assert outcome.skipped == dict.fromkeys(
-        RAGAS_LLM_METRIC_NAMES, "no judge configured: set eval.judge_base_url"
+        RAGAS_LLM_METRIC_NAMES,
+        "no judge configured: set eval.judge_base_url (and judge_model) or eval.judge_local",
     )
     assert outcome.skipped_samples["ragas.bleu"] == {
         "no reference answer": 1,
