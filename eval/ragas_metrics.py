@@ -44,9 +44,10 @@ Quirks of ragas 0.4.3 handled here, in :mod:`eval.ragas_offline` (telemetry, tik
   random id to ``~/.local/share/ragas/uuid.json`` once (no network).
 * tiktoken: ragas's default tokenizer (``ragas.tokenizers``, testset splitters only) and
   langchain-openai's token counting load ``o200k_base`` / ``cl100k_base``, downloading them when
-  not cached. The metrics used here never count tokens; still, ``TIKTOKEN_CACHE_DIR`` is pointed
-  at ``<cache_dir>/tiktoken`` and, when the encodings are not there, ragas's default tokenizer
-  and the judge's ``custom_get_token_ids`` become a local word tokenizer, so nothing downloads.
+  not cached. The metrics used here never count tokens; still, when the encodings are not in
+  tiktoken's cache, ragas's default tokenizer and the judge's ``custom_get_token_ids`` become a
+  local word tokenizer, so nothing downloads. ``TIKTOKEN_CACHE_DIR`` is never changed (LlamaIndex
+  falls back to its bundled encodings only while it is unset).
 * Async: ``ragas.evaluate`` is ``asyncio.run(aevaluate(...))`` after applying ``nest_asyncio`` to
   a running loop. Answers are evaluated in groups (those with the same inputs, as ragas checks
   the columns of a dataset's first sample only), and langchain-openai shares one async HTTP
@@ -86,7 +87,6 @@ from collections import Counter
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eval.ragas_judge import JUDGE_BREAKER_AFTER as JUDGE_BREAKER_AFTER  # re-exported
@@ -195,7 +195,6 @@ def score_ragas(
     guard: Guard | None,
     eval_settings: EvalSettings,
     llm_metrics: bool | None = None,
-    cache_dir: Path | None = None,
     judge_generator: Any = None,
     llm_metric_names: Sequence[str] | None = None,
 ) -> RagasOutcome:
@@ -203,13 +202,13 @@ def score_ragas(
 
     ``llm_metrics``: None runs the judge's metrics when ``eval_settings.judge_base_url`` is set,
     False never, True whenever a judge is configured (without one they are skipped with a
-    reason: nothing is sent to a default OpenAI endpoint). ``cache_dir`` holds tiktoken's files
-    (default: rag-app's cache folder). ``guard`` None skips ``ragas.faithfulness``.
+    reason: nothing is sent to a default OpenAI endpoint). ``guard`` None skips
+    ``ragas.faithfulness``.
     ``judge_generator``: judge with this generator in process (``eval.judge_local``) instead of
     an endpoint. ``llm_metric_names`` limits the judge's metrics (e.g. ``["faithfulness_llm"]``).
     """
     start = time.perf_counter()
-    _prepare_offline(cache_dir)
+    _prepare_offline()
     outcome = RagasOutcome()
 
     judge_reason = _judge_reason(eval_settings, llm_metrics, local=judge_generator is not None)

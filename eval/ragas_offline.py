@@ -7,6 +7,7 @@ import functools
 import hashlib
 import os
 import re
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,14 @@ _TIKTOKEN_FILES = {
 }
 
 
-def _prepare_offline(cache_dir: Path | None) -> None:
-    """Telemetry off and tiktoken kept from downloading, before and after importing ragas."""
-    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-    if not os.environ.get("TIKTOKEN_CACHE_DIR") and not os.environ.get("DATA_GYM_CACHE_DIR"):
-        if cache_dir is None:
-            from rag_app.settings import default_cache_dir
+def _prepare_offline() -> None:
+    """Telemetry off, and tiktoken kept from downloading, before and after importing ragas.
 
-            cache_dir = default_cache_dir()
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(cache_dir) / "tiktoken")
+    ``TIKTOKEN_CACHE_DIR`` is left alone: other libraries read it too (LlamaIndex uses its own
+    bundled encodings only while it is unset). When the encodings ragas would load are not in
+    tiktoken's cache, ragas's default tokenizer becomes a local word tokenizer instead.
+    """
+    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
     from ragas import _analytics, tokenizers
 
     _analytics.do_not_track.cache_clear()  # it is cached: reread the variable set above
@@ -35,9 +35,11 @@ def _prepare_offline(cache_dir: Path | None) -> None:
 
 def _tiktoken_cached(encoding: str) -> bool:
     """Whether tiktoken would load ``encoding`` from its cache folder (no download)."""
-    folder = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
-    if not folder:
-        return False
+    folder = (
+        os.environ.get("TIKTOKEN_CACHE_DIR")
+        or os.environ.get("DATA_GYM_CACHE_DIR")
+        or str(Path(tempfile.gettempdir()) / "data-gym-cache")  # tiktoken's default
+    )
     key = hashlib.sha1(_TIKTOKEN_FILES[encoding].encode()).hexdigest()
     return (Path(folder) / key).is_file()
 

@@ -436,3 +436,10 @@ def test_local_judge_in_process_without_a_server(settings, embedder, guard, no_i
     assert by_id["capital"].metrics["ragas.faithfulness_llm"] == 1.0
     assert by_id["eiffel"].metrics["ragas.faithfulness_llm"] == 0.0
     assert "ragas.context_recall" not in by_id["capital"].metrics
+
+
+def test_scoring_leaves_tiktoken_cache_dir_alone(settings, embedder, guard, monkeypatch):
+    """LlamaIndex loads its bundled encodings only while TIKTOKEN_CACHE_DIR is unset: never set it."""
+    monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
+    score_ragas(_results()[:1], SAMPLES, embedder=embedder, guard=guard, eval_settings=settings.eval)
+    assert "TIKTOKEN_CACHE_DIR" not in os.environ
