@@ -22,9 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from eval.retrieval_metrics import Qrels
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Python puts a script's folder first on the path, and ``bench/eval.py`` is named like the
+# ``eval`` package: the project root goes first, so every script (all import this module before
+# the project's packages) gets the package.
+if sys.path[0] != str(REPO_ROOT):
+    sys.path.insert(0, str(REPO_ROOT))
+
+from eval.retrieval_metrics import Qrels  # noqa: E402
+from eval.runner import package_versions  # noqa: E402
+
 WORK_DIR = REPO_ROOT / "bench" / ".work"
 """Cached indexes and scratch folders (gitignored)."""
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -125,16 +132,6 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
 def git_commit(repo: Path = REPO_ROOT) -> dict[str, Any] | None:
     """HEAD commit and whether the tree has uncommitted changes; None outside a git checkout."""
     try:
@@ -159,7 +156,7 @@ def write_results(path: Path, payload: dict[str, Any], load_before: list[float])
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": machine_info(),
         "load_average": {"before": load_before, "after": load_average()},
-        "packages": package_versions(),
+        "packages": package_versions(PACKAGES),
         "git": git_commit(),
         **payload,
     }

@@ -33,10 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-# This script is named like the ``eval`` package, and Python puts its folder first on the path:
-# put the project root before it so ``import eval`` finds the package, not this file.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+# ``common`` puts the project root first on the path: ``import eval`` then finds the package,
+# not this script.
 from common import RESULTS_DIR, WORK_DIR, format_table, peak_rss_mb, warn_if_busy, write_results
 from guard import held_out
 

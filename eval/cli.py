@@ -6,33 +6,21 @@ stays light and ``rag_app`` never imports ``eval`` at module level).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from rag_app.cli import cli_settings, print_json
+
 PROBES = ("bias", "robustness", "injection")
-
-
-def _settings(ctx: click.Context) -> Any:
-    from rag_app.settings import Settings
-
-    obj = ctx.ensure_object(dict)
-    if "settings" not in obj:
-        obj["settings"] = Settings.load(obj.get("config"))
-    return obj["settings"]
 
 
 def _store(ctx: click.Context) -> Any:
     from eval.runs import RunStore
 
-    return RunStore.for_settings(_settings(ctx))
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    return RunStore.for_settings(cli_settings(ctx))
 
 
 def _fmt(value: float | None) -> str:
@@ -113,7 +101,7 @@ def eval_run(
     from rag_app.rag import RAG
     from rag_app.store.index import IndexStore
 
-    settings = _settings(ctx)
+    settings = cli_settings(ctx)
     kinds = PROBES if probes.strip() == "all" else tuple(p.strip() for p in probes.split(",") if p.strip())
     unknown = [p for p in kinds if p not in PROBES]
     if unknown:
@@ -151,7 +139,7 @@ def eval_run(
         estimate = _estimate(rag, data, options, store, calibrate=calibrate or not dry_run)
         if dry_run:
             if as_json:
-                _echo_json(estimate.to_dict())
+                print_json(estimate.to_dict())
             else:
                 click.echo("\n".join(estimate.lines()))
             return
@@ -168,7 +156,7 @@ def eval_run(
         store.close()
         rag.close()
     if as_json:
-        _echo_json(
+        print_json(
             {
                 "run": record.id,
                 "summary": {k: v.to_dict() for k, v in record.summary.items()},
@@ -226,7 +214,7 @@ def eval_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     with _store(ctx) as store:
         rows = store.runs(limit)
     if as_json:
-        _echo_json(rows)
+        print_json(rows)
         return
     if not rows:
         click.echo("no evaluation runs yet (rag-app eval run --dataset ... --index ...)")
@@ -251,7 +239,7 @@ def eval_report(ctx: click.Context, run_id: str, out: Path | None, baseline: str
     from eval.report import write_report
     from eval.stats import compare_runs
 
-    settings = _settings(ctx)
+    settings = cli_settings(ctx)
     with _store(ctx) as store:
         record = store.get(run_id)
         comparison = None
@@ -282,7 +270,7 @@ def eval_compare(ctx: click.Context, run_a: str, run_b: str, as_json: bool, repo
     """
     from eval.stats import compare_runs
 
-    settings = _settings(ctx)
+    settings = cli_settings(ctx)
     with _store(ctx) as store:
         a, b = store.get(run_a), store.get(run_b)
         rows = compare_runs(
@@ -295,7 +283,7 @@ def eval_compare(ctx: click.Context, run_a: str, run_b: str, as_json: bool, repo
     if not rows:
         raise click.ClickException(f"runs {a.id} and {b.id} share no scored questions")
     if as_json:
-        _echo_json({"a": a.id, "b": b.id, "metrics": rows})
+        print_json({"a": a.id, "b": b.id, "metrics": rows})
         return
     click.echo(f"A = {a.id} ({a.dataset}), B = {b.id} ({b.dataset}); differences are B - A")
     for r in rows:
@@ -328,7 +316,7 @@ def eval_select(ctx: click.Context, run_id: str, n: int, out: Path | None, feedb
     from eval.select import select, write_selection
     from rag_app.feedback import FeedbackStore
 
-    settings = _settings(ctx)
+    settings = cli_settings(ctx)
     with _store(ctx) as store:
         record = store.get(run_id)
         samples = store.samples(record.id)
@@ -340,4 +328,4 @@ def eval_select(ctx: click.Context, run_id: str, n: int, out: Path | None, feedb
         if fb is not None:
             fb.close()
     counts = write_selection(chosen, out or Path(f"selection-{record.id}.jsonl"))
-    _echo_json(counts)
+    print_json(counts)

@@ -181,24 +181,14 @@ def question_seed(seed: int, replicate: int, sample_id: str) -> int:
 
 def to_result(sample: EvalSample, replicate: int, answer: Any) -> SampleResult:
     """An :class:`Answer` as a :class:`SampleResult` (passages, grounding, flagged sentences)."""
-    passages = [
-        Passage(c.number, c.source, c.page, c.start, c.end, c.chunk_id, c.score, c.text, c.cited)
-        for c in answer.citations
-    ]
+    # Citation and SentenceSupport carry every field of their stored counterparts (and a few more)
+    passages = [Passage.from_dict(asdict(c)) for c in answer.citations]
     sentences = []
     grounding = None
     if answer.grounding is not None:
         grounding = float(answer.grounding.score)
         sentences = [
-            FlaggedSentence(
-                s.text,
-                float(s.score),
-                s.flagged,
-                s.reason,
-                list(s.citations),
-                list(s.evidence),
-                s.evidence_text,
-            )
+            FlaggedSentence.from_dict(asdict(s) | {"score": float(s.score)})
             for s in answer.grounding.sentences
         ]
     return SampleResult(

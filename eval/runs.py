@@ -175,19 +175,24 @@ class RunStore:
             raise RunNotFoundError(f"{run_id!r} matches several runs; give more of the id")
         return str(rows[0][0])
 
-    def get(self, run_id: str) -> RunRecord:
+    def get(self, run_id: str, *, results: bool = True) -> RunRecord:
+        """A stored run; ``results=False`` leaves out its per-answer rows (summaries only)."""
         full = self.resolve(run_id)
         row = self.conn.execute(
             "SELECT id, created_at, dataset, status, manifest, summary, hallucination, probes, wall_seconds "
             "FROM runs WHERE id = ?",
             (full,),
         ).fetchone()
-        results = [
-            SampleResult.from_dict(json.loads(payload))
-            for (payload,) in self.conn.execute(
-                "SELECT payload FROM results WHERE run_id = ? ORDER BY rowid", (full,)
-            )
-        ]
+        rows = (
+            [
+                SampleResult.from_dict(json.loads(payload))
+                for (payload,) in self.conn.execute(
+                    "SELECT payload FROM results WHERE run_id = ? ORDER BY rowid", (full,)
+                )
+            ]
+            if results
+            else []
+        )
         summary = {k: MetricSummary(**v) for k, v in json.loads(row[5]).items()}
         return RunRecord(
             id=row[0],
@@ -196,7 +201,7 @@ class RunStore:
             status="interrupted" if row[3] == "running" else row[3],
             manifest=json.loads(row[4]),
             summary=summary,
-            results=results,
+            results=rows,
             hallucination=json.loads(row[6]),
             probes=json.loads(row[7]),
             wall_seconds=float(row[8]),
@@ -237,12 +242,7 @@ class RunStore:
                 (dataset, limit),
             )
         ]
-        records = []
-        for run_id in reversed(ids):
-            record = self.get(run_id)
-            record.results = []
-            records.append(record)
-        return records
+        return [self.get(run_id, results=False) for run_id in reversed(ids)]
 
 
 def _dump(value: Any) -> str:

@@ -18,6 +18,11 @@ MetricValue = float | None
 """A score, or None when the metric failed on this answer."""
 
 
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``data`` that are fields of the dataclass ``cls`` (newer keys are ignored)."""
+    return {k: data[k] for k in cls.__dataclass_fields__ if k in data}  # type: ignore[attr-defined]
+
+
 @dataclass
 class EvalSample:
     """One question of a dataset, with whatever references it has."""
@@ -40,7 +45,7 @@ class EvalSample:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalSample:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        return cls(**_known(cls, data))
 
 
 @dataclass
@@ -59,7 +64,7 @@ class Passage:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Passage:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        return cls(**_known(cls, data))
 
 
 @dataclass
@@ -76,7 +81,7 @@ class FlaggedSentence:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FlaggedSentence:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        return cls(**_known(cls, data))
 
 
 @dataclass
@@ -110,7 +115,7 @@ class SampleResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SampleResult:
-        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        values = _known(cls, data)
         values["passages"] = [Passage.from_dict(p) for p in data.get("passages", [])]
         values["sentences"] = [FlaggedSentence.from_dict(s) for s in data.get("sentences", [])]
         return cls(**values)

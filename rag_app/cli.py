@@ -16,7 +16,8 @@ from rag_app.errors import RagAppError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _settings(ctx: click.Context) -> Any:
+def cli_settings(ctx: click.Context) -> Any:
+    """The settings of this invocation (``--config``, environment), loaded once per command."""
     from rag_app.settings import Settings
 
     obj = ctx.ensure_object(dict)
@@ -25,14 +26,15 @@ def _settings(ctx: click.Context) -> Any:
     return obj["settings"]
 
 
-def _print_json(data: Any) -> None:
+def print_json(data: Any) -> None:
+    """``data`` as indented JSON on stdout (``--json`` output)."""
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 def _open_rag(ctx: click.Context, index: Path) -> Any:
     from rag_app.rag import RAG
 
-    return RAG.open(index, _settings(ctx))
+    return RAG.open(index, cli_settings(ctx))
 
 
 class _Group(click.Group):
@@ -115,9 +117,9 @@ def ingest(
     from rag_app.rag import RAG
 
     show = sys.stderr.isatty() and not as_json if progress is None else progress
-    report = RAG(index, _settings(ctx)).ingest(list(paths), prune=prune, progress=show)
+    report = RAG(index, cli_settings(ctx)).ingest(list(paths), prune=prune, progress=show)
     if as_json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         click.echo(
             f"{report.files_seen} files seen: {report.files_ingested} ingested, "
@@ -167,7 +169,7 @@ def search(
     """
     hits = _open_rag(ctx, index).search(query, k, source=source, formats=formats, mode=mode, mmr=mmr)
     if as_json:
-        _print_json([hit.to_dict() for hit in hits])
+        print_json([hit.to_dict() for hit in hits])
         return
     if not hits:
         click.echo("no matching passages")
@@ -230,7 +232,7 @@ def ask(
     """
     rag = _open_rag(ctx, index)
     if as_json:
-        _print_json(rag.ask(question, k, source=source, formats=formats).to_dict())
+        print_json(rag.ask(question, k, source=source, formats=formats).to_dict())
         return
     if stream is None:
         stream = sys.stdout.isatty()
@@ -312,9 +314,9 @@ def guard_train(ctx: click.Context, data: Path, out: Path, seed: int) -> None:
     from rag_app.embeddings import create_embedder
     from rag_app.guard import train_guard
 
-    settings = _settings(ctx)
+    settings = cli_settings(ctx)
     metrics = train_guard(data, out, create_embedder(settings), seed=seed, cache_dir=settings.cache_dir)
-    _print_json(metrics)
+    print_json(metrics)
 
 
 def _streamlit_app_file() -> Path:
@@ -349,7 +351,7 @@ def ui(ctx: click.Context, index: Path | None, host: str, port: int, print_only:
 
     from rag_app.errors import ConfigError
 
-    _settings(ctx)  # a bad setting fails here with one line, not inside the browser
+    cli_settings(ctx)  # a bad setting fails here with one line, not inside the browser
     app = _streamlit_app_file()
     if not app.is_file():
         raise ConfigError(f"the Streamlit app is missing: {app} (reinstall rag-app)")
@@ -403,7 +405,7 @@ def serve_llm(
 
     from rag_app.serving import adapters_to_serve, run_vllm, vllm_command
 
-    settings = _settings(ctx)
+    settings = cli_settings(ctx)
     cmd = vllm_command(
         settings,
         adapters_to_serve(settings),
@@ -454,7 +456,7 @@ def serve(
         from rag_app.server.run import serve as run_server
     except ModuleNotFoundError as exc:
         raise click.ClickException(f"{exc.name} is missing: pip install 'rag-app[server]'") from None
-    settings = _settings(ctx)
+    settings = cli_settings(ctx)
     overrides = {"indexes_dir": indexes_dir, "default_index": default_index}
     for key, value in overrides.items():
         if value is not None:
@@ -470,7 +472,7 @@ def serve_keys() -> None:
 def _key_store(ctx: click.Context) -> Any:
     from rag_app.server.keys import KeyStore
 
-    settings = _settings(ctx)
+    settings = cli_settings(ctx)
     return KeyStore(settings.server.api_keys_file or settings.data_dir / "api-keys.json")
 
 
@@ -499,7 +501,7 @@ def serve_keys_list(ctx: click.Context, as_json: bool) -> None:
     """The keys (id, name, scope, created), never their secrets."""
     rows = [key.public() for key in _key_store(ctx).list_keys()]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     for row in rows:
         click.echo(f"{row['id']}  {row['scope']:5}  {row['created_at']}  {row['name']}")
@@ -537,7 +539,7 @@ def _run_recipe(recipe: Any, save_config: Path | None, run: Callable[[], Any]) -
     if save_config is not None:
         click.echo(f"wrote {save(recipe, save_config)}")
         return
-    _print_json(run().to_dict())
+    print_json(run().to_dict())
 
 
 @cli.group()
@@ -671,7 +673,7 @@ def pretrain_continued_cmd(
             "train.max_steps": max_steps,
         },
     )
-    _run_recipe(recipe, save_config, lambda: pretrain_continued(recipe, _settings(ctx)))
+    _run_recipe(recipe, save_config, lambda: pretrain_continued(recipe, cli_settings(ctx)))
 
 
 @cli.group()
@@ -749,8 +751,8 @@ def finetune_data(
     if save_config is not None:
         _run_recipe(recipe, save_config, lambda: None)
         return
-    settings = _settings(ctx) if recipe.source == "index" else None
-    _print_json(write_dataset(recipe, settings)["rows"])
+    settings = cli_settings(ctx) if recipe.source == "index" else None
+    print_json(write_dataset(recipe, settings)["rows"])
 
 
 @finetune.command("sft")
@@ -831,7 +833,7 @@ def finetune_sft(
     )
     if save_config is None:
         check_method(recipe.method)  # before any model loads
-    _run_recipe(recipe, save_config, lambda: sft(recipe, _settings(ctx)))
+    _run_recipe(recipe, save_config, lambda: sft(recipe, cli_settings(ctx)))
 
 
 @cli.group()
@@ -842,7 +844,7 @@ def adapters() -> None:
 def _registry(ctx: click.Context) -> Any:
     from finetune.registry import Registry
 
-    return Registry.from_settings(_settings(ctx))
+    return Registry.from_settings(cli_settings(ctx))
 
 
 @adapters.command("ls")
@@ -852,7 +854,7 @@ def adapters_ls(ctx: click.Context, as_json: bool) -> None:
     """List registered adapters, newest first; * marks the promoted one."""
     records = _registry(ctx).records()
     if as_json:
-        _print_json([r.to_dict() for r in records])
+        print_json([r.to_dict() for r in records])
         return
     if not records:
         click.echo("no adapters registered (train one with `rag-app finetune sft`)")
@@ -869,7 +871,7 @@ def adapters_ls(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def adapters_show(ctx: click.Context, name: str) -> None:
     """Everything recorded about one adapter (JSON)."""
-    _print_json(_registry(ctx).require(name).to_dict())
+    print_json(_registry(ctx).require(name).to_dict())
 
 
 @adapters.command("promote")
@@ -905,7 +907,7 @@ def adapters_merge(ctx: click.Context, name: str, out: Path) -> None:
     """
     from finetune.registry import merge
 
-    click.echo(f"wrote {merge(_settings(ctx), name, out)}")
+    click.echo(f"wrote {merge(cli_settings(ctx), name, out)}")
 
 
 @cli.group()
@@ -927,7 +929,7 @@ def index_stats(folder: Path, as_json: bool) -> None:
 
     stats = IndexStore.open(folder).stats()
     if as_json:
-        _print_json(stats)
+        print_json(stats)
         return
     for key, value in stats.items():
         click.echo(f"{key:20} {value}")
@@ -944,7 +946,7 @@ def index_documents(folder: Path, as_json: bool) -> None:
 
     rows = IndexStore.open(folder).docstore.documents()
     if as_json:
-        _print_json([asdict(row) for row in rows])
+        print_json([asdict(row) for row in rows])
         return
     for row in rows:
         click.echo(f"{row.n_chunks:6} chunks  {row.format:9} {row.source}")
@@ -967,9 +969,9 @@ def models(ctx: click.Context, as_json: bool) -> None:
     """The models in use, where they resolve to, and what is cached."""
     from rag_app.models import list_models
 
-    rows = list_models(_settings(ctx))
+    rows = list_models(cli_settings(ctx))
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     for row in rows:
         click.secho(f"{row.get('role')}: {row.get('name')}", bold=True)
@@ -988,9 +990,9 @@ def config() -> None:
 @click.pass_context
 def config_show(ctx: click.Context, as_json: bool) -> None:
     """Effective settings and where each value came from."""
-    rows = _settings(ctx).explain()
+    rows = cli_settings(ctx).explain()
     if as_json:
-        _print_json({key: {"value": value, "origin": origin} for key, value, origin in rows})
+        print_json({key: {"value": value, "origin": origin} for key, value, origin in rows})
         return
     width = max(len(key) for key, _, _ in rows)
     for key, value, origin in rows:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 from eval.types import EvalSample
+from rag_app.documents import LoadedDocument, Section
 from rag_app.generation.base import Completion, Message
 from rag_app.prompting import NOT_FOUND
+from rag_app.rag import RAG
 
 DOCS = {
     "/docs/engineer.md": "John Miller is a German engineer who designed the Northbridge tunnel. "
@@ -56,3 +60,10 @@ class ExtractiveGenerator:
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
+
+
+def build_index(folder: Path, settings: Any, embedder: Any) -> Path:
+    """An index of :data:`DOCS` (one markdown document each) in ``folder``."""
+    docs = [LoadedDocument(src, "markdown", [Section(text)]) for src, text in DOCS.items()]
+    RAG(folder, settings, embedder=embedder).add_documents(docs)
+    return folder

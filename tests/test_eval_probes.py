@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from eval_fixtures import _SOURCE_1, DOCS, SAMPLES, ExtractiveGenerator
+from eval_fixtures import _SOURCE_1, SAMPLES, ExtractiveGenerator, build_index
 
 from eval.index_copy import copy_index
 from eval.perturb import (
@@ -72,10 +72,7 @@ class GenderBiasedGenerator(ExtractiveGenerator):
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory, settings, embedder) -> Path:
-    folder = tmp_path_factory.mktemp("probes") / "index"
-    docs = [LoadedDocument(src, "markdown", [Section(text)]) for src, text in DOCS.items()]
-    RAG(folder, settings, embedder=embedder).add_documents(docs)
-    return folder
+    return build_index(tmp_path_factory.mktemp("probes") / "index", settings, embedder)
 
 
 def _rag(index: Path, settings, embedder, generator: ExtractiveGenerator, k: int = 2) -> RAG:

@@ -13,12 +13,12 @@ import json
 import math
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import chromium_path
 
 from eval.hallucination import NO_SOURCE, hallucination_report
 from eval.report import render_html, render_markdown, report_data, write_report
@@ -326,14 +326,6 @@ def test_streamlit_lists_newest_run_first_with_its_html_report(tmp_path: Path) -
 
 
 # -- a real browser -------------------------------------------------------------------------------
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-
-
 def _distinct_colours(png: bytes) -> int:
     try:
         from PIL import Image
@@ -344,7 +336,7 @@ def _distinct_colours(png: bytes) -> int:
 
 
 def test_html_renders_in_headless_chromium_offline(tmp_path: Path) -> None:
-    chromium = _chromium()
+    chromium = chromium_path()
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
     paths = write_report(_run(), tmp_path / "run-3", comparison=COMPARISON, history=_history())
     requested: list[str] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from eval_fixtures import DOCS, SAMPLES, ExtractiveGenerator
+from eval_fixtures import DOCS, SAMPLES, ExtractiveGenerator, build_index
 from openai_server import OpenAIServer
 
 from eval.datasets import EvalDataset
@@ -19,7 +19,6 @@ from eval.runs import RunStore
 from eval.stats import compare_runs
 from eval.types import EvalSample
 from rag_app.cli import cli
-from rag_app.documents import LoadedDocument, Section
 from rag_app.rag import RAG
 
 REFERENCES = {
@@ -40,10 +39,7 @@ def _samples() -> list[EvalSample]:
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory, settings, embedder) -> Path:
-    folder = tmp_path_factory.mktemp("eval-run") / "index"
-    docs = [LoadedDocument(src, "markdown", [Section(text)]) for src, text in DOCS.items()]
-    RAG(folder, settings, embedder=embedder).add_documents(docs)
-    return folder
+    return build_index(tmp_path_factory.mktemp("eval-run") / "index", settings, embedder)
 
 
 def test_a_run_is_scored_stored_reported_and_reproducible(

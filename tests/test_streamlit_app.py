@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import chromium_path
 
 pytest.importorskip("streamlit", reason="the app needs the ui extra: pip install -e '.[ui]'")
 
@@ -352,14 +353,6 @@ def test_ui_command_runs_streamlit_headless(tmp_path: Path) -> None:
 
 
 # -- a real browser -------------------------------------------------------------------------------
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -386,7 +379,7 @@ def _wait_for_http(port: int, server: subprocess.Popen[bytes], timeout: float = 
 def test_real_chromium_asks_clicks_a_citation_and_screenshots(
     app_env: dict[str, Path], settings, embedder, tmp_path: Path
 ) -> None:
-    chromium = _chromium()
+    chromium = chromium_path()
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
     from PIL import Image, ImageStat
 
