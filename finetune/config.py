@@ -70,6 +70,9 @@ class LoraArgs(_Config):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     """Module names to adapt, or ``all-linear``."""
+    top_layers: int | None = Field(None, ge=1)
+    """Adapt only the last this many decoder layers (unset: all). Backpropagation then stops at
+    the lowest adapted layer: with 8 of 24 layers a CPU step costs about half as much."""
 
 
 class PromptArgs(_Config):

@@ -120,12 +120,17 @@ def peft_config(method: str, lora: LoraArgs, prompt: PromptArgs, base: Path) -> 
     from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, PromptTuningInit, TaskType
 
     if method in {"lora", "qlora"}:
+        layers = None
+        if lora.top_layers is not None:
+            total = _layer_count(base)
+            layers = list(range(max(0, total - lora.top_layers), total))
         return LoraConfig(
             task_type=TaskType.CAUSAL_LM,
             r=lora.r,
             lora_alpha=lora.alpha,
             lora_dropout=lora.dropout,
             target_modules=lora.target_modules,
+            layers_to_transform=layers,
         )
     if method == "prompt":
         if prompt.init_text:
@@ -144,6 +149,16 @@ def peft_config(method: str, lora: LoraArgs, prompt: PromptArgs, base: Path) -> 
             prefix_projection=prompt.prefix_projection,
         )
     return None
+
+
+def _layer_count(base: Path) -> int:
+    import json
+
+    config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    count = config.get("num_hidden_layers") or config.get("n_layer")
+    if not count:
+        raise TrainingError(f"{base}/config.json names no num_hidden_layers: cannot pick the top layers")
+    return int(count)
 
 
 def build_trainer(

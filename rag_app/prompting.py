@@ -1,9 +1,8 @@
 """Prompts with numbered sources: what the generator sees.
 
-The sources are numbered in the order they are shown, the best ones placed first and last
-(models attend least to the middle of a long context: "lost in the middle"), and cut to a
-token budget. The model is told to answer only from them, cite ``[n]``, and say a fixed
-sentence when they do not contain the answer.
+The sources are numbered best first and cut to a token budget. The model is told to answer
+briefly in the sources' words, cite ``[n]``, and say one fixed sentence when they do not contain
+the answer; the verifier's yes/no question follows the answer in the same conversation.
 """
 
 from __future__ import annotations
@@ -14,14 +13,35 @@ from dataclasses import dataclass, replace
 
 from rag_app.documents import Hit
 from rag_app.generation.base import Message
+from rag_app.language import DEFAULT as ENGLISH
+from rag_app.language import language_name
+from rag_app.not_found import NOT_FOUND, is_not_found, not_found_sentence
 
-NOT_FOUND = "I could not find the answer in the documents."
+__all__ = [
+    "NOT_FOUND",
+    "SYSTEM_PROMPT",
+    "VERIFY_QUESTION",
+    "Prompt",
+    "build_prompt",
+    "cited_numbers",
+    "is_not_found",
+    "source_heading",
+    "strip_citations",
+    "verify_messages",
+]
 
 SYSTEM_PROMPT = (
-    "You answer questions using only the numbered sources. "
-    "Write a short answer and cite the sources you used like [1]. "
+    "You answer questions using only the numbered sources. Reply with the answer alone, in the "
+    "words of the source: a name, a number, a date or a short phrase (one short sentence when the "
+    "question asks how or why), followed by the number of its source, like: Denver Broncos [2]. "
     f'If the sources do not contain the answer, reply exactly: "{NOT_FOUND}"'
 )
+"""The answer prompt: short answers in the sources' words, one citation, one abstention sentence.
+
+Sources are shown with their number and heading only: no file names or ids, which small models
+copy into answers."""
+VERIFY_QUESTION = "Is that answer correct and stated in the cited source? Reply Yes or No."
+"""Asked after the answer, in the same conversation: the verifier reads P(Yes) from the next token."""
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 _CITATION_MARK = re.compile(r"\s*\[\d{1,3}(?:\s*[,–-]\s*\d{1,3})*\]")
@@ -36,16 +56,9 @@ class Prompt:
     sources: list[Hit]
 
 
-def reorder_for_context(hits: Sequence[Hit]) -> list[Hit]:
-    """Best first and last, weakest in the middle: ranks 1,3,5,...,4,2."""
-    front = list(hits[0::2])
-    back = list(hits[1::2])
-    return front + back[::-1]
-
-
-def source_label(hit: Hit) -> str:
-    name = hit.source.rsplit("/", 1)[-1]
-    return f"{name}, page {hit.page}" if hit.page else name
+def source_heading(hit: Hit) -> str:
+    """What the prompt shows above a source's text: its heading path (underscores read as spaces)."""
+    return " > ".join(" ".join(h.replace("_", " ").split()) for h in hit.heading_path if h.strip())
 
 
 def build_prompt(
@@ -55,8 +68,13 @@ def build_prompt(
     count_tokens: Callable[[str], int],
     budget_tokens: int,
     history: Sequence[Message] = (),
+    language: str = ENGLISH,
 ) -> Prompt:
-    """Messages with as many numbered sources as fit in ``budget_tokens`` (the best are kept)."""
+    """Messages with as many numbered sources as fit in ``budget_tokens``, best first.
+
+    Sources stay in retrieval order (the best is ``[1]``): a small model reads the first source
+    most closely. ``language`` (an ISO code) asks for the answer, and the abstention, in it.
+    """
     kept: list[Hit] = []
     used = 0
     for hit in hits:  # by relevance: the weakest are the ones dropped
@@ -67,13 +85,29 @@ def build_prompt(
             break
         kept.append(hit)
         used += cost
-    shown = reorder_for_context(kept)
-    blocks = [f"[{n}] ({source_label(hit)})\n{' '.join(hit.text.split())}" for n, hit in enumerate(shown, 1)]
+    blocks = []
+    for n, hit in enumerate(kept, 1):
+        heading = source_heading(hit)
+        blocks.append(f"[{n}] " + (f"{heading}\n" if heading else "") + " ".join(hit.text.split()))
     user = "Sources:\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
-    messages: list[Message] = [{"role": "system", "content": SYSTEM_PROMPT}]
+    system = SYSTEM_PROMPT
+    if language != ENGLISH:
+        name = language_name(language)
+        system = system.replace(NOT_FOUND, not_found_sentence(language)) + f" Answer in {name}."
+        user += f"\nAnswer in {name}."
+    messages: list[Message] = [{"role": "system", "content": system}]
     messages.extend(history)
     messages.append({"role": "user", "content": user})
-    return Prompt(messages, shown)
+    return Prompt(messages, kept)
+
+
+def verify_messages(prompt: Prompt, answer: str) -> list[Message]:
+    """The conversation that asks the generator whether its own ``answer`` is right (yes/no)."""
+    return [
+        *prompt.messages,
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": VERIFY_QUESTION},
+    ]
 
 
 def strip_citations(text: str) -> str:
@@ -84,12 +118,6 @@ def strip_citations(text: str) -> str:
 def cited_numbers(text: str) -> list[int]:
     """The ``[n]`` numbers in ``text``, in order of first appearance."""
     return list(dict.fromkeys(int(n) for n in _CITATION.findall(text)))
-
-
-def is_not_found(text: str) -> bool:
-    """True when the model said the documents do not contain the answer."""
-    squashed = " ".join(text.lower().split())
-    return squashed.startswith(NOT_FOUND.lower().rstrip(".")) or "could not find the answer" in squashed
 
 
 def _shortened(hit: Hit, budget: int, count_tokens: Callable[[str], int]) -> Hit:

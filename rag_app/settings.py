@@ -23,6 +23,8 @@ from pydantic_settings import (
 from rag_app.errors import ConfigError
 
 ENV_PREFIX = "RAG_APP_"
+DEFAULT_GENERATOR = "Qwen2.5-Coder-0.5B-Instruct"
+"""The packaged default generator (``rag_app.models.PACKAGED_GENERATORS`` lists the others)."""
 CONFIG_FILE_NAME = "rag-app.toml"
 
 
@@ -108,8 +110,10 @@ class RetrievalSettings(_Section):
 class GeneratorSettings(_Section):
     """The language model that writes answers."""
 
-    model: str = "SmolLM2-135M-Instruct"
-    """A packaged model name, a local folder, a GGUF file, or a hub id; with ``openai``, the served name."""
+    model: str = DEFAULT_GENERATOR
+    """A packaged model (``Qwen2.5-Coder-0.5B-Instruct``, the opt-in ``Qwen2.5-Coder-1.5B-Instruct``,
+    the tiny ``SmolLM2-135M-Instruct``), a local folder, a GGUF file, or a hub id; with ``openai``,
+    the served name."""
     backend: Literal["transformers", "openai", "llamacpp"] = "transformers"
     adapter: str | None = None
     """A LoRA adapter folder, or ``promoted`` for the adapter registry's promoted one; with

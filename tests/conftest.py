@@ -43,11 +43,15 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("rag-app-cache")
 
 
+TEST_GENERATOR = "SmolLM2-135M-Instruct"
+"""The tiny packaged generator the tests run (the 0.5B default is exercised by its own slow tests)."""
+
+
 @pytest.fixture(scope="session")
 def settings(cache_dir: Path):
     from rag_app.settings import Settings
 
-    return Settings(cache_dir=cache_dir)
+    return Settings(cache_dir=cache_dir, generator={"model": TEST_GENERATOR})
 
 
 @pytest.fixture(scope="session")

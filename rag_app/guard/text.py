@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from rag_app.not_found import says_not_found
+
 ABBREVIATIONS = frozenset(
     """
     e.g i.e etc vs al cf approx ca ed eds est dept univ
@@ -63,18 +65,6 @@ COURTESY = frozenset(
 """Words of courtesy: a sentence of these and stop words alone ("Thanks.", "Hope this helps!") is no claim."""
 
 NEGATIONS = frozenset("not no never nothing none nobody neither nor without cannot n't deny denied".split())  # noqa: SIM905
-
-_ABSTAIN = re.compile(
-    r"""
-    \b(?:could\s*n[o']t|can\s*n[o']t|cannot|unable\s+to|did\s*n[o']t|do\s*n[o']t|does\s*n[o']t)\s+
-      (?:find|locate|determine|answer|say|tell|see|know|contain|mention|provide|include|have)\b
-    | \bno\s+(?:information|mention|answer|details?|data|evidence)\b
-    | \bnot\s+(?:mentioned|stated|specified|provided|covered|found|available
-               |in\s+the\s+(?:documents?|sources?|passages?|context))\b
-    | \b(?:i\s+(?:do\s*n[o']t|don't)\s+know|i'?m\s+not\s+sure)\b
-    """,
-    re.VERBOSE | re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -145,7 +135,7 @@ def strip_citations(sentence: str) -> str:
 
 def is_abstention(sentence: str) -> bool:
     """True for a sentence that says the sources lack the answer (it carries no claim to check)."""
-    return _ABSTAIN.search(sentence) is not None
+    return says_not_found(sentence)
 
 
 def is_question(sentence: str) -> bool:
