@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,9 @@ from rag_app.generation.base import Generator
 from rag_app.rag import RAG
 from rag_app.settings import Settings
 
+# Builds the generator from the settings; ``main`` takes one to replace the configured backend.
+# (A comment, not a docstring: Streamlit renders bare string literals of the script on the page.)
 GeneratorFactory = Callable[[Settings], Generator]
-"""Builds the generator from the settings; :func:`main` takes one to replace the configured backend."""
 
 PAGES = ("Chat", "Documents", "Evaluation")
 REPORT_SUFFIXES = (".json", ".md", ".html", ".png", ".svg")
@@ -110,6 +110,12 @@ def _sidebar(base: Settings, factory_name: str) -> tuple[str, Path, Settings]:
         hybrid = st.toggle(
             "Hybrid search (dense + BM25)", value=base.retrieval.mode == "hybrid", key="hybrid"
         )
+        st.toggle(
+            "Show withheld drafts",
+            value=False,
+            key="show_rejected",
+            help="When an answer is withheld as unsupported, also show what the model wrote (marked).",
+        )
         st.button("New conversation", on_click=_new_conversation, width="stretch")
     settings = base.model_copy(deep=True)
     settings.generator.backend = backend  # type: ignore[assignment]  # validated on assignment
@@ -153,7 +159,10 @@ def _chat_page(rag: RAG, feedback: FeedbackStore) -> None:
         session = rag.chat(st.session_state.get("conversation"))
         st.session_state.conversation = session.id
         try:
-            st.write_stream(session.stream(question))
+            with st.spinner("Searching the documents, writing and checking the answer…"):
+                pieces = iter(session.stream(question))
+                first = next(pieces, "")  # a one-sentence answer arrives once it is checked
+            st.write_stream(_chain(first, pieces))
         except RagAppError as exc:
             st.error(str(exc))
             return
@@ -161,15 +170,25 @@ def _chat_page(rag: RAG, feedback: FeedbackStore) -> None:
     st.rerun()  # show the finished answer with its marks, badge and sources
 
 
+def _chain(first: str, rest: Any) -> Any:
+    if first:
+        yield first
+    yield from rest
+
+
 def _show_answer(i: int, turn: dict[str, Any], rag: RAG, feedback: FeedbackStore) -> None:
     answer: Answer = turn["answer"]
     if answer.abstained:
-        st.warning(f"**Not in the documents.** {answer.text} ({answer.abstain_reason})", icon="🚫")
+        st.warning(f"**{answer.text}** {answer.abstain_reason}", icon="🚫")
+        if answer.draft and st.session_state.get("show_rejected"):
+            st.caption(f"Withheld draft, not supported by the documents: “{answer.draft}”")
     else:
         st.markdown(_marked_text(answer), unsafe_allow_html=True)
+        if not answer.supported:
+            st.error("Not supported by the documents: check it against the sources.", icon="⚠️")
     _grounding_badge(answer)
     for sentence in answer.grounding.flagged if answer.grounding is not None else []:
-        st.caption(f"⚠️ Flagged: “{sentence.text.strip()}”: {sentence.reason} (support {sentence.score:.2f})")
+        st.caption(f"⚠️ Not found in the sources: “{sentence.text.strip()}” (support {sentence.score:.2f})")
     _citation_chips(i, answer)
     _feedback_controls(i, turn, rag, feedback)
 
@@ -197,10 +216,13 @@ def _escape(text: str) -> str:
 
 def _grounding_badge(answer: Answer) -> None:
     if answer.grounding is None:
-        st.badge("grounding not checked", color="gray")
+        if not answer.abstained:
+            st.badge("grounding not checked", color="gray")
         return
     score = answer.grounding.score
-    if score >= 0.7 and not answer.grounding.flagged:
+    if answer.abstained:
+        return
+    if answer.supported and not answer.grounding.flagged:
         st.badge(f"grounding {score:.2f}", color="green", icon=":material/verified:")
     elif score >= 0.4:
         st.badge(f"grounding {score:.2f}", color="orange", icon=":material/help:")
@@ -230,32 +252,27 @@ def _citation_chips(i: int, answer: Answer) -> None:
 
 
 def _show_passage(c: Citation, answer: Answer) -> None:
-    """The cited passage with the sentence that supports the answer highlighted."""
+    """The cited passage with the exact span that supports the answer highlighted."""
     where = f"**[{c.number}] {c.source}**" + (f" · page {c.page}" if c.page else "")
     where += f" · characters {c.start}–{c.end} · retrieval score {c.score:.3f}"
-    spans = []
+    ranges = []
     for s in answer.grounding.sentences if answer.grounding is not None else []:
-        if s.evidence_text and (c.number in s.citations or s.evidence[:1] == [c.number]):
-            spans.append(s.evidence_text)
+        if s.source == c.number and c.start <= s.source_start < s.source_end <= c.end:
+            ranges.append((s.source_start - c.start, s.source_end - c.start))
     with st.container(border=True, key=f"passage-{c.chunk_id}-{c.number}"):
         st.markdown(where)
         if c.heading_path:
             st.caption(" › ".join(c.heading_path))
-        st.markdown(f'<div class="rag-passage">{_highlight(c.text, spans)}</div>', unsafe_allow_html=True)
-        if not spans:
-            st.caption("The whole passage is the cited span (the guard named no single sentence).")
+        st.markdown(f'<div class="rag-passage">{_highlight(c.text, ranges)}</div>', unsafe_allow_html=True)
+        if ranges:
+            first = min(ranges)
+            st.caption(f"Highlighted: characters {c.start + first[0]}–{c.start + first[1]} of the document.")
+        else:
+            st.caption("No single span of this passage was matched to the answer.")
 
 
-def _highlight(text: str, spans: list[str]) -> str:
-    """``text`` as HTML with each of ``spans`` (found whitespace-insensitively) in ``<mark>``."""
-    ranges = []
-    for span in dict.fromkeys(spans):
-        words = span.split()
-        if not words:
-            continue
-        match = re.search(r"\s+".join(re.escape(w) for w in words), text)
-        if match:
-            ranges.append((match.start(), match.end()))
+def _highlight(text: str, ranges: list[tuple[int, int]]) -> str:
+    """``text`` as HTML with each character range in ``<mark>`` (overlaps are merged)."""
     out, cursor = [], 0
     for start, end in sorted(ranges):
         if start < cursor:

@@ -1,37 +1,51 @@
-"""From a question to a grounded :class:`Answer`: retrieve, prompt, generate, check, cite.
+"""From a question to a checked :class:`Answer`: retrieve, prompt, generate, clean, cite, verify, decide.
 
-The answerer abstains instead of inventing: before generating when no passage is close
-enough to the question, and after generating when the guard finds the answer unsupported
-(it then shows the closest passages). Sentences without a citation get the number of the
-passage that supports them best, so every sentence of a shown answer cites a source, and
-a sentence whose cited source does not support it is flagged.
+The answerer abstains instead of inventing: before generating when no passage is close enough to
+the question, when the model says the sources lack the answer (in any phrasing), and after
+generating when the guard finds the answer unsupported. The guard's verdict combines its lexical
+support with the generator's own yes/no judgement and confidence (:mod:`rag_app.guard.verdict`);
+the overall score never exceeds the weakest shown sentence's support.
+
+What the client sees is decided by ``guard.on_unsupported``: ``withhold`` (default) shows the
+abstention sentence and keeps the draft in :attr:`Answer.draft`; ``mark`` shows the draft marked
+unsupported; ``pass`` shows it as it is.
+
+Streaming releases text as the guard clears it: every sentence but the last as soon as it is
+complete and its lexical check passes, the last one after the whole answer is checked (so a
+one-sentence answer arrives checked). If the final verdict withholds text that was already sent,
+the stream ends with an in-band notice that it was withdrawn, then the abstention.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rag_app.answer import Answer, Citation, Grounding
+from rag_app.answer import Answer, Citation, Grounding, SentenceSupport
+from rag_app.answer_text import clean_answer, find_span, has_content
 from rag_app.documents import Hit
 from rag_app.errors import QueryError
-from rag_app.generation.base import Completion, Generator, Message
-from rag_app.prompting import NOT_FOUND, Prompt, build_prompt, cited_numbers, is_not_found
+from rag_app.generation.base import Completion, Generator, Message, Verifier
+from rag_app.guard.text import split_sentences
+from rag_app.language import detect_language
+from rag_app.not_found import is_not_found, not_found_sentence, reason
+from rag_app.prompting import Prompt, build_prompt, cited_numbers, strip_citations, verify_messages
 from rag_app.retrieval import Filters, HybridRetriever
 from rag_app.settings import Settings
 
 if TYPE_CHECKING:
     from rag_app.guard import Guard
+    from rag_app.guard.verdict import VerdictModel
 
 MAX_QUESTION_CHARS = 8_000
-NO_SUPPORTED_ANSWER = "I could not find a supported answer in the documents."
 
 
 @dataclass
 class _Draft:
     question: str
+    language: str
     hits: list[Hit]
     prompt: Prompt | None
     timings: dict[str, float] = field(default_factory=dict)
@@ -55,12 +69,27 @@ class Answerer:
     """Answers questions over one retriever with one generator and (optionally) the guard."""
 
     def __init__(
-        self, retriever: HybridRetriever, generator: Generator, guard: Guard | None, settings: Settings
+        self,
+        retriever: HybridRetriever,
+        generator: Generator,
+        guard: Guard | None,
+        settings: Settings,
+        verdict: VerdictModel | None = None,
     ) -> None:
         self.retriever = retriever
         self.generator = generator
         self.guard = guard
         self.settings = settings
+        self._verdict = verdict
+
+    @property
+    def verdict(self) -> VerdictModel:
+        """The model that turns guard, verifier and confidence into P(right) (loaded on first use)."""
+        if self._verdict is None:
+            from rag_app.guard.verdict import DEFAULT_MODEL, VerdictModel
+
+            self._verdict = VerdictModel.load(self.settings.guard.verdict_path or DEFAULT_MODEL)
+        return self._verdict
 
     def ask(
         self,
@@ -70,19 +99,27 @@ class Answerer:
         history: Sequence[Message] = (),
         retrieval_query: str | None = None,
         filters: Filters | None = None,
+        on_step: Callable[[str], None] | None = None,
     ) -> Answer:
-        """Answer ``question``; ``history`` are earlier chat turns, ``retrieval_query`` what to search for."""
+        """Answer ``question``; ``history`` are earlier chat turns, ``retrieval_query`` what to search for.
+
+        ``on_step`` is called with ``searching``, ``writing`` and ``checking`` as each step starts
+        (a progress display)."""
+        step = on_step or (lambda _name: None)
+        step("searching")
         draft = self._prepare(question, k, history, retrieval_query, filters)
         if draft.prompt is None:
-            return self._abstain(draft, "no passage in the documents is close to the question")
+            return self._abstain(draft, "no_close_passage", self._retrieval_detail(draft.hits))
         g = self.settings.generator
+        step("writing")
         t0 = time.perf_counter()
         completion = self.generator.generate(
             draft.prompt.messages, max_new_tokens=g.max_new_tokens, temperature=g.temperature
         )
         draft.timings["generation"] = time.perf_counter() - t0
         draft.timings["first_token"] = completion.timings.get("first_token", draft.timings["generation"])
-        return self._finish(draft, completion)
+        step("checking")
+        return self.finish(draft, completion)
 
     def stream(
         self,
@@ -93,7 +130,7 @@ class Answerer:
         retrieval_query: str | None = None,
         filters: Filters | None = None,
     ) -> AnswerStream:
-        """Like :meth:`ask`, but yields text pieces as they are generated; ``.answer`` is set at the end."""
+        """Like :meth:`ask`, yielding checked text as it is cleared; ``.answer`` is set at the end."""
         draft = self._prepare(question, k, history, retrieval_query, filters)
         return AnswerStream(self, draft)
 
@@ -109,7 +146,7 @@ class Answerer:
         question = check_question(question)
         t0 = time.perf_counter()
         hits = self.retriever.search(retrieval_query or question, k, filters=filters)
-        draft = _Draft(question, hits, None)
+        draft = _Draft(question, detect_language(question), hits, None)
         draft.started = t0
         draft.timings["retrieval"] = time.perf_counter() - t0
         if hits and self._close_enough(hits):
@@ -119,6 +156,7 @@ class Answerer:
                 count_tokens=self.generator.count_tokens,
                 budget_tokens=self.settings.generator.context_tokens,
                 history=history,
+                language=draft.language,
             )
         return draft
 
@@ -128,60 +166,145 @@ class Answerer:
             return True
         return max(dense) >= self.settings.guard.min_retrieval_score
 
-    def _finish(self, draft: _Draft, completion: Completion) -> Answer:
+    def _retrieval_detail(self, hits: Sequence[Hit]) -> str:
+        dense = [h.scores["dense"] for h in hits if "dense" in h.scores]
+        if not hits:
+            return "retrieval returned no passage"
+        best = max(dense) if dense else float("nan")
+        floor = self.settings.guard.min_retrieval_score
+        return f"best passage similarity {best:.2f} < guard.min_retrieval_score {floor}"
+
+    def finish(self, draft: _Draft, completion: Completion) -> Answer:
+        """Turn the generator's completion into the answer the user sees (or an abstention)."""
         assert draft.prompt is not None
         sources = draft.prompt.sources
-        text = completion.text.strip()
-        citations = _citations(sources)
-        answer = Answer(
+        raw = completion.text.strip()
+        answer = self._answer(draft, text=raw, citations=_citations(sources), completion=completion)
+        if not has_content(raw):
+            return self._withhold(answer, draft, "empty_answer", f"the generator returned {raw!r}")
+        if is_not_found(raw):
+            return self._withhold(answer, draft, "model_found_none", "the generator said the sources lack it")
+        cleaned = clean_answer(raw, draft.question, _source_ids(sources))
+        text = _drop_invalid_citations(cleaned.text, len(sources))
+        if not has_content(text):
+            return self._withhold(answer, draft, "empty_answer", f"nothing but {raw!r} was left")
+        answer.text = text
+        if text != raw:
+            answer.draft = raw
+        if self.guard is None or not self.settings.guard.enabled:
+            _mark_cited(answer)
+            return self._done(answer, draft)
+        t0 = time.perf_counter()
+        grounding = self.guard.check(text, [h.text for h in sources], cited=None, context="")
+        answer.text, grounding = cite_every_sentence(text, grounding, len(sources))
+        _snap_spans(grounding, sources)
+        draft.timings["guard"] = time.perf_counter() - t0
+        grounding.lexical = grounding.score
+        grounding.verifier = self._verify(draft.prompt, raw, completion, draft.timings)
+        self._judge(draft, answer, grounding, completion)
+        answer.grounding = grounding
+        _mark_cited(answer)
+        if answer.supported:
+            return self._done(answer, draft)
+        policy = self.settings.guard.on_unsupported
+        if policy == "withhold":
+            return self._withhold(answer, draft, "unsupported", self._grounding_detail(grounding))
+        answer.details = self._grounding_detail(grounding)
+        return self._done(answer, draft)
+
+    def _verify(
+        self, prompt: Prompt, raw: str, completion: Completion, timings: dict[str, float]
+    ) -> float | None:
+        """The generator's P(Yes) that its answer is right, when it can say and the verdict uses it."""
+        if not self.settings.guard.verifier or not isinstance(self.generator, Verifier):
+            return None
+        if not self.verdict.applies_to(self.generator.model_id, self.generator.adapter_id):
+            return None
+        t0 = time.perf_counter()
+        p_yes = self.generator.verify(verify_messages(prompt, raw), completion=completion)
+        timings["verifier"] = time.perf_counter() - t0
+        return p_yes
+
+    def _judge(self, draft: _Draft, answer: Answer, grounding: Grounding, completion: Completion) -> None:
+        """Set the verdict: the grounding score, the answer threshold and whether it is supported."""
+        from rag_app.guard.verdict import answer_features
+
+        assert draft.prompt is not None
+        sources = draft.prompt.sources
+        dense = [h.scores["dense"] for h in sources if "dense" in h.scores]
+        claims = [s for s in grounding.sentences if s.score < 1.0 or s.evidence]
+        features = answer_features(
+            question=draft.question,
+            answer=answer.text,
+            passages=[h.text for h in sources],
+            cited=cited_numbers(answer.text),
+            lexical=grounding.score,
+            retrieval=max(dense) if dense else None,
+            verifier=grounding.verifier,
+            token_logprobs=completion.token_logprobs if grounding.verifier is not None else (),
+        )
+        verdict = self.verdict
+        if not verdict.applies_to(self.generator.model_id, self.generator.adapter_id):
+            features.update(verifier=None, mean_logprob=None, min_logprob=None)
+        probability, calibrated = verdict.decide(features)
+        weakest = min((s.score for s in claims), default=1.0)
+        grounding.features = features
+        grounding.score = round(min(probability, weakest), 4)
+        threshold = self.settings.guard.min_grounding
+        grounding.answer_threshold = calibrated if threshold is None else threshold
+        every_sentence_flagged = bool(claims) and all(s.flagged for s in claims)
+        answer.supported = grounding.score >= grounding.answer_threshold and not every_sentence_flagged
+
+    def _grounding_detail(self, grounding: Grounding) -> str:
+        flagged = len(grounding.flagged)
+        return (
+            f"grounding {grounding.score:.2f} < answer threshold {grounding.answer_threshold:.2f} "
+            f"(guard.min_grounding, or the verdict model's); lexical {grounding.lexical}, "
+            f"verifier {grounding.verifier}, {flagged} of {len(grounding.sentences)} sentences flagged"
+        )
+
+    def _answer(
+        self, draft: _Draft, *, text: str, citations: list[Citation], completion: Completion | None
+    ) -> Answer:
+        model = (completion.model if completion else "") or self.generator.model_id
+        adapter = (
+            completion.adapter if completion and completion.adapter is not None else self.generator.adapter_id
+        )
+        usage = {}
+        if completion is not None:
+            usage = {
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+            }
+        return Answer(
             question=draft.question,
             text=text,
             citations=citations,
             grounding=None,
             timings=draft.timings,
-            model=completion.model or self.generator.model_id,
-            adapter=completion.adapter if completion.adapter is not None else self.generator.adapter_id,
-            usage={
-                "prompt_tokens": completion.prompt_tokens,
-                "completion_tokens": completion.completion_tokens,
-            },
+            model=model,
+            adapter=adapter,
+            usage=usage,
+            language=draft.language,
         )
-        if not text or is_not_found(text):
-            answer.text = NOT_FOUND
-            answer.abstained = True
-            answer.abstain_reason = "the model found no answer in the passages" if text else "empty answer"
-            return self._done(answer, draft)
-        if self.guard is not None and self.settings.guard.enabled:
-            t0 = time.perf_counter()
-            grounding = self.guard.check(text, [h.text for h in sources], cited=None, context="")
-            draft.timings["guard"] = time.perf_counter() - t0
-            answer.text, grounding = _cite_every_sentence(text, grounding, len(sources))
-            answer.grounding = grounding
-            if grounding.score < self.settings.guard.min_grounding:
-                answer.abstained = True
-                answer.abstain_reason = (
-                    f"the answer is not supported by the documents (grounding {grounding.score:.2f} "
-                    f"< guard.min_grounding {self.settings.guard.min_grounding})"
-                )
-                answer.text = NO_SUPPORTED_ANSWER
-        used = set(cited_numbers(answer.text))
+
+    def _withhold(self, answer: Answer, draft: _Draft, code: str, details: str) -> Answer:
+        """The abstention: the sentence in the question's language, the draft kept for ``--json``."""
+        if answer.text and answer.draft is None:
+            answer.draft = answer.text
+        answer.text = not_found_sentence(draft.language)
+        answer.abstained = True
+        answer.supported = code != "unsupported"
+        answer.abstain_code = code
+        answer.abstain_reason = reason(code, draft.language)
+        answer.details = details
         for citation in answer.citations:
-            citation.cited = citation.number in used
+            citation.cited = False
         return self._done(answer, draft)
 
-    def _abstain(self, draft: _Draft, reason: str) -> Answer:
-        answer = Answer(
-            question=draft.question,
-            text=NOT_FOUND,
-            citations=_citations(draft.hits),
-            grounding=None,
-            abstained=True,
-            abstain_reason=reason,
-            timings=draft.timings,
-            model=self.generator.model_id,
-            adapter=self.generator.adapter_id,
-        )
-        return self._done(answer, draft)
+    def _abstain(self, draft: _Draft, code: str, details: str) -> Answer:
+        answer = self._answer(draft, text="", citations=_citations(draft.hits), completion=None)
+        return self._withhold(answer, draft, code, details)
 
     @staticmethod
     def _done(answer: Answer, draft: _Draft) -> Answer:
@@ -190,7 +313,11 @@ class Answerer:
 
 
 class AnswerStream:
-    """Iterate for text pieces; afterwards :attr:`answer` holds the checked :class:`Answer`."""
+    """Iterate for checked text; afterwards :attr:`answer` holds the :class:`Answer`.
+
+    The text yielded joins to ``answer.text``, unless the final check withdrew text already sent:
+    then the stream ends with a notice and the abstention, and ``answer.withdrawn`` is true.
+    """
 
     def __init__(self, answerer: Answerer, draft: _Draft) -> None:
         self._answerer = answerer
@@ -198,35 +325,76 @@ class AnswerStream:
         self.answer: Answer | None = None
 
     def __iter__(self) -> Iterator[str]:
-        draft = self._draft
+        answerer, draft = self._answerer, self._draft
         if draft.prompt is None:
-            self.answer = self._answerer._abstain(
-                draft, "no passage in the documents is close to the question"
-            )
+            self.answer = answerer._abstain(draft, "no_close_passage", answerer._retrieval_detail(draft.hits))
             yield self.answer.text
             return
-        g = self._answerer.settings.generator
+        g = answerer.settings.generator
         t0 = time.perf_counter()
         pieces: list[str] = []
-        for piece in self._answerer.generator.stream(
+        released = ""
+        completion: Completion | None = None
+        stream = answerer.generator.stream(
             draft.prompt.messages, max_new_tokens=g.max_new_tokens, temperature=g.temperature
-        ):
+        )
+        while True:
+            try:
+                piece = next(stream)
+            except StopIteration as stop:
+                completion = stop.value if isinstance(stop.value, Completion) else None
+                break
             if not pieces:
                 draft.timings["first_token"] = time.perf_counter() - t0
             pieces.append(piece)
-            yield piece
+            ready = self._clear_sentences("".join(pieces), released)
+            if ready:
+                released += ready
+                yield ready
         draft.timings["generation"] = time.perf_counter() - t0
-        generator = self._answerer.generator
+        generator = answerer.generator
         text = "".join(pieces)
-        completion = Completion(
-            text=text,
-            # the messages' own tokens (the chat template adds a few more)
-            prompt_tokens=sum(generator.count_tokens(m["content"]) for m in draft.prompt.messages),
-            completion_tokens=generator.count_tokens(text) if text else 0,
-            model=generator.model_id,
-            adapter=generator.adapter_id,
-        )
-        self.answer = self._answerer._finish(draft, completion)
+        if completion is None or completion.text != text:
+            completion = Completion(
+                text=text,
+                # the messages' own tokens (the chat template adds a few more)
+                prompt_tokens=sum(generator.count_tokens(m["content"]) for m in draft.prompt.messages),
+                completion_tokens=generator.count_tokens(text) if text else 0,
+                model=generator.model_id,
+                adapter=generator.adapter_id,
+            )
+        answer = answerer.finish(draft, completion)
+        self.answer = answer
+        if answer.text.startswith(released):
+            rest = answer.content[len(released) :]
+            if rest:
+                yield rest
+            return
+        answer.withdrawn = True
+        yield "\n\n" + reason("withdrawn", draft.language) + " " + answer.text
+
+    def _clear_sentences(self, text: str, released: str) -> str:
+        """The complete sentences after ``released`` that the lexical guard clears (never the last)."""
+        answerer, draft = self._answerer, self._draft
+        guard = answerer.guard
+        if guard is None or not answerer.settings.guard.enabled or draft.prompt is None:
+            return ""
+        if answerer.settings.guard.on_unsupported != "withhold":
+            return ""
+        spans = split_sentences(text)
+        if len(spans) < 3 or is_not_found(text):  # a one- or two-sentence answer waits for the whole check
+            return ""
+        passages = [h.text for h in draft.prompt.sources]
+        out = ""
+        for span in spans[:-1]:
+            if span.end <= len(released.rstrip()) or not span.text.strip():
+                continue
+            checked = guard.check(span.text, passages)
+            cited, checked = cite_every_sentence(span.text, checked, len(passages))
+            if any(s.flagged for s in checked.sentences):
+                break  # hold this sentence and everything after it for the final check
+            out += (" " if released or out else "") + cited
+        return out
 
 
 def _citations(hits: Sequence[Hit]) -> list[Citation]:
@@ -246,7 +414,32 @@ def _citations(hits: Sequence[Hit]) -> list[Citation]:
     ]
 
 
-def _cite_every_sentence(text: str, grounding: Grounding, n_sources: int) -> tuple[str, Grounding]:
+def _source_ids(hits: Sequence[Hit]) -> tuple[str, ...]:
+    """Strings that identify sources and must not appear in an answer (file names, paths)."""
+    ids: list[str] = []
+    for hit in hits:
+        name = hit.source.rsplit("/", 1)[-1]
+        ids.extend([hit.source, name])
+    return tuple(sorted(set(ids), key=len, reverse=True))
+
+
+def _drop_invalid_citations(text: str, n_sources: int) -> str:
+    """Citation marks naming a source that was not shown are removed (the guard cites anew)."""
+    import re
+
+    def keep(match: re.Match[str]) -> str:
+        return match.group() if 0 < int(match.group(1)) <= n_sources else ""
+
+    return re.sub(r"\s*\[(\d{1,3})\]", keep, text).strip()
+
+
+def _mark_cited(answer: Answer) -> None:
+    used = set(cited_numbers(answer.text))
+    for citation in answer.citations:
+        citation.cited = citation.number in used
+
+
+def cite_every_sentence(text: str, grounding: Grounding, n_sources: int) -> tuple[str, Grounding]:
     """Give each supported sentence that cites nothing the ``[n]`` of its best evidence.
 
     Flagged sentences stay uncited: pointing them at a passage would claim support the
@@ -278,3 +471,45 @@ def _insert_mark(sentence: str, mark: str) -> str:
     if body and body[-1] in ".!?":
         return body[:-1] + mark + body[-1] + tail
     return body + mark + tail
+
+
+def _snap_spans(grounding: Grounding, sources: Sequence[Hit]) -> None:
+    """Give each sentence the exact span of the source that supports it (document offsets).
+
+    A sentence that copies a source span gets that span (``exact``); otherwise the evidence
+    sentence the guard compared it with, located in its passage.
+    """
+    for sentence in grounding.sentences:
+        claim = strip_citations(sentence.text)
+        numbers = list(dict.fromkeys([*sentence.citations, *sentence.evidence]))
+        numbers += [n for n in range(1, len(sources) + 1) if n not in numbers]
+        for n in numbers:
+            hit = sources[n - 1] if 0 < n <= len(sources) else None
+            if hit is None:
+                continue
+            found = find_span(claim, hit.text)
+            if found is not None:
+                _set_span(sentence, n, hit, found, exact=True)
+                break
+        else:
+            _snap_evidence(sentence, sources)
+
+
+def _snap_evidence(sentence: SentenceSupport, sources: Sequence[Hit]) -> None:
+    if not sentence.evidence or not sentence.evidence_text:
+        return
+    n = sentence.evidence[0]
+    if not 0 < n <= len(sources):
+        return
+    hit = sources[n - 1]
+    found = find_span(sentence.evidence_text, hit.text)
+    if found is not None:
+        _set_span(sentence, n, hit, found, exact=False)
+
+
+def _set_span(sentence: SentenceSupport, n: int, hit: Hit, span: tuple[int, int], *, exact: bool) -> None:
+    sentence.source = n
+    sentence.source_start = hit.start + span[0]
+    sentence.source_end = hit.start + span[1]
+    sentence.source_text = hit.text[span[0] : span[1]]
+    sentence.exact = exact

@@ -183,35 +183,103 @@ def search(
         click.echo("    " + (text[:400] + " ..." if len(text) > 400 else text))
 
 
-def _print_answer(answer: Any, *, streamed: bool = False) -> None:
-    """The answer (unless already streamed), its grounding badge, flagged sentences and sources."""
+def _print_answer(answer: Any, *, streamed: bool = False, show_rejected: bool = False) -> None:
+    """The answer (unless already streamed), why it was withheld, and its sources.
+
+    A withheld draft is not printed (it was not supported by the documents) unless
+    ``show_rejected``; the closest passages are shown whole enough to read an answer in them.
+    """
     if not streamed:
         click.echo(answer.text)
     if answer.abstained:
-        click.secho(f"(abstained: {answer.abstain_reason})", fg="yellow", err=True)
+        click.secho(answer.abstain_reason, fg="yellow", err=True)
+        if show_rejected and answer.draft:
+            click.secho("Withheld draft (not supported by the documents):", fg="red", err=True)
+            click.secho(f"  {answer.draft}", fg="red", err=True)
+        _print_passages("Closest passages:", answer.citations[:3], width=900)
+        return
     grounding = answer.grounding
     if grounding is not None:
-        color = "green" if grounding.score >= 0.7 else "yellow" if grounding.score >= 0.4 else "red"
+        if not answer.supported:
+            click.secho("Not supported by the documents: check it against the sources.", fg="red")
+        color = "green" if answer.supported else "red"
         click.secho(f"grounding {grounding.score:.2f}", fg=color)
         for sentence in grounding.flagged:
-            click.secho(f"  ! {sentence.text.strip()} ({sentence.reason}, {sentence.score:.2f})", fg="red")
-    shown = [c for c in answer.citations if c.cited] or answer.citations
-    title = "Sources:" if any(c.cited for c in answer.citations) else "Closest passages:"
+            click.secho(
+                f"  ! {sentence.text.strip()} (not found in the sources, {sentence.score:.2f})", fg="red"
+            )
+    cited = [c for c in answer.citations if c.cited]
+    spans = {s.source: s for s in (grounding.sentences if grounding else []) if s.source}
+    click.echo("Sources:" if cited else "Closest passages:")
+    for c in cited or answer.citations[:3]:
+        where = c.source + (f", page {c.page}" if c.page else "")
+        span = spans.get(c.number)
+        if span is not None:
+            click.echo(f"  [{c.number}] {where}, chars {span.source_start}-{span.source_end}")
+            click.echo(f"      {_in_context(c, span.source_start, span.source_end)}")
+        else:
+            text = " ".join(c.text.split())
+            click.echo(f"  [{c.number}] {where}, chars {c.start}-{c.end}")
+            click.echo(f"      {text[:300]}{' ...' if len(text) > 300 else ''}")
+
+
+def _in_context(citation: Any, start: int, end: int, margin: int = 160) -> str:
+    """The supporting span in its passage, with some text around it and the span in bold."""
+    local_start, local_end = start - citation.start, end - citation.start
+    text = citation.text
+    before = " ".join(text[max(0, local_start - margin) : local_start].split(" "))
+    after = text[local_end : local_end + margin]
+    left = "... " if local_start > margin else ""
+    right = " ..." if local_end + margin < len(text) else ""
+    span = click.style(text[local_start:local_end], bold=True)
+    return " ".join(f"{left}{before}{span}{after}{right}".split())
+
+
+def _print_passages(title: str, citations: Any, *, width: int) -> None:
+    if not citations:
+        return
     click.echo(title)
-    for c in shown:
+    for c in citations:
         where = c.source + (f", page {c.page}" if c.page else "") + f", chars {c.start}-{c.end}"
         text = " ".join(c.text.split())
-        click.echo(f"  [{c.number}] {where}\n      {text[:200]}{' ...' if len(text) > 200 else ''}")
+        click.echo(f"  [{c.number}] {where}\n      {text[:width]}{' ...' if len(text) > width else ''}")
+
+
+class _Progress:
+    """``searching ...``, ``writing ...``, ``checking ...`` on stderr, each line replacing the last."""
+
+    LABELS: ClassVar[dict[str, str]] = {
+        "searching": "searching the documents",
+        "writing": "writing the answer",
+        "checking": "checking it against the sources",
+    }
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.shown = False
+
+    def __call__(self, step: str) -> None:
+        if self.enabled:
+            end = "" if sys.stderr.isatty() else "\n"
+            prefix = "\r\033[K" if sys.stderr.isatty() else ""
+            click.echo(f"{prefix}{self.LABELS.get(step, step)} ...{end}", nl=False, err=True)
+            self.shown = True
+
+    def clear(self) -> None:
+        if self.shown and sys.stderr.isatty():
+            click.echo("\r\033[K", nl=False, err=True)
+        self.shown = False
 
 
 @cli.command()
 @click.argument("question")
 @click.option("--index", "index", required=True, type=click.Path(path_type=Path), help="Index folder.")
-@click.option("-k", "k", type=click.IntRange(1, 100), default=None, help="Passages given to the generator.")
+@click.option("-k", "k", type=click.IntRange(1, 100), default=None, help="Passages retrieved.")
 @click.option("--source", default=None, help="Only files whose path matches this glob.")
 @click.option("--format", "formats", multiple=True, help="Only these formats; repeatable.")
-@click.option("--json", "as_json", is_flag=True, help="Print the Answer object as JSON.")
-@click.option("--stream/--no-stream", default=None, help="Print tokens as they come (default: on a tty).")
+@click.option("--json", "as_json", is_flag=True, help="Print the Answer object as JSON (draft included).")
+@click.option("--stream/--no-stream", default=None, help="Print text as it is checked (default: on a tty).")
+@click.option("--show-rejected", is_flag=True, help="Also print a withheld draft, marked as unsupported.")
 @click.pass_context
 def ask(
     ctx: click.Context,
@@ -222,6 +290,7 @@ def ask(
     formats: tuple[str, ...],
     as_json: bool,
     stream: bool | None,
+    show_rejected: bool,
 ) -> None:
     """Answer QUESTION from the documents, citing numbered sources, or say they do not contain it.
 
@@ -229,21 +298,29 @@ def ask(
     Examples:
       rag-app ask "what does the warranty cover?" --index my-index
       rag-app ask "when was it founded?" --index my-index --json
+      rag-app ask "who signed it?" --index my-index --show-rejected
     """
     rag = _open_rag(ctx, index)
     if as_json:
         print_json(rag.ask(question, k, source=source, formats=formats).to_dict())
         return
+    progress = _Progress(enabled=True)
     if stream is None:
         stream = sys.stdout.isatty()
     if not stream:
-        _print_answer(rag.ask(question, k, source=source, formats=formats))
+        answer = rag.ask(question, k, source=source, formats=formats, on_step=progress)
+        progress.clear()
+        _print_answer(answer, show_rejected=show_rejected)
         return
+    progress("searching")
     answer_stream = rag.stream(question, k, source=source, formats=formats)
+    progress("writing")
     for piece in answer_stream:
+        progress.clear()
         click.echo(piece, nl=False)
+    progress.clear()
     click.echo()
-    _print_answer(answer_stream.answer, streamed=True)
+    _print_answer(answer_stream.answer, streamed=True, show_rejected=show_rejected)
 
 
 @cli.command()

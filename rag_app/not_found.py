@@ -75,3 +75,62 @@ def is_not_found(text: str) -> bool:
 def not_found_sentence(language: str) -> str:
     """The abstention sentence in ``language`` (an ISO code); English when we have no translation."""
     return NOT_FOUND_BY_LANGUAGE.get(language, NOT_FOUND)
+
+
+REASONS: dict[str, dict[str, str]] = {
+    "no_close_passage": {
+        "en": "None of the documents is close enough to the question.",
+        "es": "Ningún documento se acerca lo suficiente a la pregunta.",
+        "fr": "Aucun document n'est assez proche de la question.",
+        "de": "Keines der Dokumente passt gut genug zur Frage.",
+        "it": "Nessun documento è abbastanza vicino alla domanda.",
+        "pt": "Nenhum documento está próximo o suficiente da pergunta.",
+    },
+    "model_found_none": {
+        "en": "The documents do not seem to contain the answer.",
+        "es": "Los documentos no parecen contener la respuesta.",
+        "fr": "Les documents ne semblent pas contenir la réponse.",
+        "de": "Die Dokumente scheinen die Antwort nicht zu enthalten.",
+        "it": "I documenti non sembrano contenere la risposta.",
+        "pt": "Os documentos não parecem conter a resposta.",
+    },
+    "empty_answer": {
+        "en": "No answer could be written from the documents.",
+        "es": "No se pudo escribir una respuesta a partir de los documentos.",
+        "fr": "Aucune réponse n'a pu être rédigée à partir des documents.",
+        "de": "Aus den Dokumenten ließ sich keine Antwort schreiben.",
+        "it": "Non è stato possibile scrivere una risposta dai documenti.",
+        "pt": "Não foi possível escrever uma resposta a partir dos documentos.",
+    },
+    "unsupported": {
+        "en": "The answer that was drafted is not supported by the documents, so it is not shown.",
+        "es": "La respuesta redactada no está respaldada por los documentos, así que no se muestra.",
+        "fr": "La réponse rédigée n'est pas étayée par les documents ; elle n'est donc pas affichée.",
+        "de": "Die entworfene Antwort wird von den Dokumenten nicht gestützt und daher nicht gezeigt.",
+        "it": "La risposta redatta non è supportata dai documenti, quindi non viene mostrata.",
+        "pt": "A resposta redigida não é sustentada pelos documentos, por isso não é mostrada.",
+    },
+    "withdrawn": {
+        "en": "The text above was withdrawn: the documents do not support it.",
+        "es": "El texto anterior se retiró: los documentos no lo respaldan.",
+        "fr": "Le texte ci-dessus a été retiré : les documents ne l'étayent pas.",
+        "de": "Der obige Text wurde zurückgezogen: Die Dokumente stützen ihn nicht.",
+        "it": "Il testo sopra è stato ritirato: i documenti non lo supportano.",
+        "pt": "O texto acima foi retirado: os documentos não o sustentam.",
+    },
+    "unverified": {
+        "en": "Not supported by the documents: check it against the sources.",
+        "es": "No respaldado por los documentos: compruébelo en las fuentes.",
+        "fr": "Non étayé par les documents : vérifiez-le dans les sources.",
+        "de": "Nicht durch die Dokumente gestützt: bitte an den Quellen prüfen.",
+        "it": "Non supportato dai documenti: verificalo nelle fonti.",
+        "pt": "Não sustentado pelos documentos: verifique nas fontes.",
+    },
+}
+"""Why an answer was not given, in the user's language (English where a translation is missing)."""
+
+
+def reason(code: str, language: str) -> str:
+    """The user-facing sentence for ``code`` in ``language``."""
+    texts = REASONS[code]
+    return texts.get(language, texts["en"])

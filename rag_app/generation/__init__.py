@@ -25,6 +25,7 @@ __all__ = [
     "Message",
     "adapter_folder",
     "create_generator",
+    "packaged_adapter",
     "promoted_adapter",
 ]
 
@@ -64,11 +65,30 @@ def create_generator(settings: Settings) -> Generator:
     return factory(settings)
 
 
+PACKAGED_ADAPTERS: dict[str, str] = {"Qwen2.5-Coder-0.5B-Instruct": "qwen2.5-coder-0.5b-reader"}
+"""Packaged model -> the folder under ``rag_app/adapters`` of its reader adapter (``finetune/reader.py``)."""
+PACKAGED = "packaged"
+
+
+def packaged_adapter(model: str) -> Path | None:
+    """The reader adapter shipped for packaged model ``model`` (aliases accepted), or ``None``."""
+    from rag_app.models import ALIASES
+
+    name = PACKAGED_ADAPTERS.get(ALIASES.get(model, model))
+    if name is None:
+        return None
+    folder = Path(__file__).resolve().parents[1] / "adapters" / name
+    return folder if (folder / "adapter_config.json").is_file() else None
+
+
 def adapter_folder(settings: Settings) -> Path | None:
-    """The LoRA adapter folder named by ``generator.adapter`` (``promoted``: the registry's), or ``None``."""
+    """The LoRA adapter folder named by ``generator.adapter`` (``packaged``: rag-app's reader adapter
+    for the packaged model, if it has one; ``promoted``: the registry's), or ``None``."""
     name = settings.generator.adapter
     if not name:
         return None
+    if name == PACKAGED:
+        return packaged_adapter(settings.generator.model)
     if name == "promoted":
         return promoted_adapter(settings)
     folder = Path(name).expanduser()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 
 class Message(TypedDict):
@@ -27,6 +27,11 @@ class Completion:
     adapter: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds: ``first_token``, ``total``; and ``tokens_per_s`` of decoding."""
+    token_logprobs: list[float] = field(default_factory=list)
+    """Log-probability of each generated token, where the backend reports them (its confidence)."""
+    state: Any = field(default=None, repr=False, compare=False)
+    """Backend state a follow-up call may reuse (the transformers backend keeps the KV cache of
+    prompt and answer here, so the verifier's yes/no question costs a few tokens, not a prefill)."""
 
 
 @runtime_checkable
@@ -60,4 +65,18 @@ class Generator(Protocol):
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in this model's tokenizer (for the context budget); never downloads."""
+        ...
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """A generator that can judge an answer: P(Yes) for a yes/no question asked after it.
+
+    ``stream`` of such a backend returns its :class:`Completion` when it is exhausted (the value of
+    ``StopIteration``), so a streamed answer can be verified as cheaply as a generated one.
+    """
+
+    def verify(self, messages: Sequence[Message], *, completion: Completion | None = None) -> float:
+        """P(Yes) / (P(Yes) + P(No)) for the first token after ``messages`` (which end with the
+        question). ``completion`` is the answer being judged, whose state the backend may reuse."""
         ...

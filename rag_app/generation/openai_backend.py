@@ -28,6 +28,18 @@ DEFAULT_API_KEY = "not-needed"
 """Sent when ``generator.api_key`` is unset: local servers accept any key, the client wants one."""
 
 
+def _served_adapter(settings: Settings) -> str | None:
+    """The adapter's served name: ``packaged`` is the packaged reader adapter's folder name (what
+    ``rag-app serve-llm`` serves it as) for a packaged model, and no adapter for any other model."""
+    adapter = settings.generator.adapter
+    if adapter == "packaged":
+        from rag_app.generation import packaged_adapter
+
+        folder = packaged_adapter(settings.generator.model)
+        return folder.name if folder is not None else None
+    return adapter
+
+
 class OpenAIGenerator:
     """Chat completions from an OpenAI-compatible server at ``generator.base_url``."""
 
@@ -41,8 +53,8 @@ class OpenAIGenerator:
         self.settings = settings
         self.base_url = g.base_url.rstrip("/")
         self.model_id: str = g.model
-        self.adapter_id: str | None = g.adapter
-        self.served_name = g.adapter or g.model
+        self.adapter_id: str | None = _served_adapter(settings)
+        self.served_name = self.adapter_id or g.model
         """The model name sent with each request."""
         self._client: Any = None
         self._tokens: Any = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,12 +49,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with bfloat16 dot-product instructions (AVX512-BF16 or AMX), where oneDNN runs
+    bfloat16 matrix products natively (Linux: read from ``/proc/cpuinfo``)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 AUTO_CPU_DTYPE: Literal["float32", "bfloat16"] = "float32"
-"""What ``dtype = "auto"`` loads on CPU. bfloat16 can decode faster on CPUs with AVX512-BF16, but
-its greedy answers are not the same as float32's: 2 of 10 fixed RAG prompts differ, and 6 rather
-than 7 contain the expected word (``bench/generation.py``, ``bench/results/generation.json``), so
-it is opt-in there.
-On a GPU ``auto`` loads bfloat16 when the GPU supports it."""
+"""What ``dtype = "auto"`` loads on a CPU without fast bfloat16. On CPUs with AVX512-BF16 or AMX,
+``auto`` loads bfloat16: the 0.5B generator's prefill of a 1,185-token prompt takes 4.7 s against
+10.9 s in float32 on two cores (greedy answers can differ slightly from float32's: for SmolLM2-135M
+2 of 10 fixed RAG prompts did, ``bench/results/generation.json``). On a GPU ``auto`` loads
+bfloat16 when the GPU supports it."""
 
 
 class TransformersGenerator:
@@ -84,6 +99,7 @@ class TransformersGenerator:
         self.device = "cpu"
         self.dtype = ""
         """The dtype the model was loaded in (``float32``, ``bfloat16``), once loaded."""
+        self._yes_no: tuple[list[int], list[int]] | None = None
 
     # -- loading ----------------------------------------------------------------------------
     def load(self) -> None:
@@ -122,6 +138,8 @@ class TransformersGenerator:
         tok = self._tokenizer()  # also enforces offline mode
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = self._pick_dtype()
+        if self.device == "cpu":
+            _check_memory(self._model_folder(), dtype, self.model_id)
         t0 = time.perf_counter()
         transformers.utils.logging.disable_progress_bar()  # one line of "Loading weights" per answer is noise
         model: Any = AutoModelForCausalLM.from_pretrained(self._model_folder(), dtype=dtype)
@@ -144,8 +162,10 @@ class TransformersGenerator:
     def _pick_dtype(self) -> torch.dtype:
         name = self._dtype_name
         if name == "auto":
-            on_gpu = self.device == "cuda" and torch.cuda.is_bf16_supported()
-            name = "bfloat16" if on_gpu else AUTO_CPU_DTYPE
+            if self.device == "cuda":
+                name = "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+            else:
+                name = "bfloat16" if cpu_has_fast_bf16() else AUTO_CPU_DTYPE
         return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
 
     # -- the Generator protocol ---------------------------------------------------------------
@@ -165,23 +185,9 @@ class TransformersGenerator:
         t0 = time.perf_counter()
         run = self._start(messages, stop)
         output = self._run(run, max_new_tokens, temperature, streamer=None)
-        total = time.perf_counter() - t0
-        generated = output[0, run.prompt_tokens :].tolist()
+        generated = output.sequences[0, run.prompt_tokens :].tolist()
         text, reason = run.control.finish(self._decode(generated))
-        if reason is None:
-            ended = bool(generated) and generated[-1] in _eos_ids(self._model, self._tokenizer())
-            reason = "length" if len(generated) >= max_new_tokens and not ended else "stop"
-        first = (run.watch.first_token_at or time.perf_counter()) - t0
-        rate = (len(generated) - 1) / (total - first) if len(generated) > 1 and total > first else 0.0
-        return Completion(
-            text=text,
-            prompt_tokens=run.prompt_tokens,
-            completion_tokens=len(generated),
-            finish_reason=reason,
-            model=self.model_id,
-            adapter=self.adapter_id,
-            timings={"first_token": first, "total": total, "tokens_per_s": rate},
-        )
+        return self._completion(run, output, text, reason, max_new_tokens, t0)
 
     def stream(
         self,
@@ -190,19 +196,22 @@ class TransformersGenerator:
         max_new_tokens: int = 256,
         temperature: float = 0.0,
         stop: Sequence[str] = (),
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, Completion | None]:
         """Text pieces as decoded (``TextIteratorStreamer`` in a thread), joining to :meth:`generate`'s text.
 
         Text that a later stop string or loop could still cut is held back until it is safe.
         Closing the iterator early stops decoding; an error in the decoding thread is re-raised here.
+        When exhausted it returns the :class:`Completion` (log-probabilities and KV cache included).
         """
+        t0 = time.perf_counter()
         run = self._start(messages, stop)
         streamer = TextIteratorStreamer(self._tokenizer(), skip_prompt=True, skip_special_tokens=True)
         errors: list[BaseException] = []
+        outputs: list[Any] = []
 
         def work() -> None:
             try:
-                self._run(run, max_new_tokens, temperature, streamer=streamer)
+                outputs.append(self._run(run, max_new_tokens, temperature, streamer=streamer))
             except BaseException as exc:  # handed to the consumer below
                 errors.append(exc)
                 streamer.end()
@@ -214,11 +223,94 @@ class TransformersGenerator:
 
         thread = threading.Thread(target=work, name="rag-app-generate", daemon=True)
         thread.start()
+        shown: list[str] = []
         try:
-            yield from controlled_stream(pieces(), run.control)
+            for piece in controlled_stream(pieces(), run.control):
+                shown.append(piece)
+                yield piece
         finally:
             run.watch.cancel.set()
             thread.join()
+        if errors:
+            raise errors[0]
+        if not outputs:
+            return None
+        return self._completion(run, outputs[0], "".join(shown), None, max_new_tokens, t0)
+
+    def verify(self, messages: Sequence[Message], *, completion: Completion | None = None) -> float:
+        """P(Yes) for the first token after ``messages`` (the verifier question after an answer).
+
+        With the ``completion`` of the answer being judged, its KV cache is reused: only the
+        tokens after the common prefix (the rest of the answer turn and the question) are run.
+        """
+        self.load()
+        import torch
+
+        tok = self._tokenizer()
+        prompt = tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        state = completion.state if completion is not None else None
+        cache, start = None, 0
+        if isinstance(state, _CacheState) and state.cache is not None:
+            start = state.common_prefix(ids[0].tolist())
+            if start > 0:
+                cache = state.take(start)
+        with torch.no_grad():
+            out = self._model(
+                input_ids=ids[:, start:].to(self.device),
+                attention_mask=torch.ones_like(ids).to(self.device),
+                cache=cache,
+                use_cache=cache is not None,
+                logits_to_keep=1,
+            )
+        probs = torch.softmax(out.logits[0, -1].float(), dim=-1)
+        yes, no = self._yes_no_ids()
+        p_yes, p_no = float(probs[yes].sum()), float(probs[no].sum())
+        return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5
+
+    def _yes_no_ids(self) -> tuple[list[int], list[int]]:
+        if self._yes_no is None:
+            tok = self._tokenizer()
+
+            def first(words: Sequence[str]) -> list[int]:
+                return sorted({tok(w, add_special_tokens=False)["input_ids"][0] for w in words})
+
+            self._yes_no = (first(["Yes", "yes", " Yes", " yes"]), first(["No", "no", " No", " no"]))
+        return self._yes_no
+
+    def _completion(
+        self, run: _Run, output: Any, text: str, reason: str | None, max_new_tokens: int, t0: float
+    ) -> Completion:
+        import torch
+
+        total = time.perf_counter() - t0
+        sequence = output.sequences[0]
+        generated = sequence[run.prompt_tokens :].tolist()
+        if reason is None:
+            reason = run.control.finish(text)[1]
+        if reason is None:
+            ended = bool(generated) and generated[-1] in _eos_ids(self._model, self._tokenizer())
+            reason = "length" if len(generated) >= max_new_tokens and not ended else "stop"
+        logprobs = []
+        eos = set(_eos_ids(self._model, self._tokenizer()))
+        for step, logits in enumerate(output.logits or ()):
+            token = generated[step]
+            if token in eos:
+                break
+            logprobs.append(float(torch.log_softmax(logits[0].float(), dim=-1)[token]))
+        first = (run.watch.first_token_at or time.perf_counter()) - t0
+        rate = (len(generated) - 1) / (total - first) if len(generated) > 1 and total > first else 0.0
+        return Completion(
+            text=text,
+            prompt_tokens=run.prompt_tokens,
+            completion_tokens=len(generated),
+            finish_reason=reason,
+            model=self.model_id,
+            adapter=self.adapter_id,
+            timings={"first_token": first, "total": total, "tokens_per_s": rate},
+            token_logprobs=logprobs,
+            state=_CacheState(sequence.tolist(), getattr(output, "cache", None)),
+        )
 
     # -- internals ----------------------------------------------------------------------------
     def _start(self, messages: Sequence[Message], stop: Sequence[str]) -> _Run:
@@ -229,7 +321,7 @@ class TransformersGenerator:
         control = TextControl(stop, LoopDetector())
         return _Run(encoded, control, _Watch(self, encoded["input_ids"].shape[1], control))
 
-    def _run(self, run: _Run, max_new_tokens: int, temperature: float, streamer: Any) -> torch.Tensor:
+    def _run(self, run: _Run, max_new_tokens: int, temperature: float, streamer: Any) -> Any:
         g = self.settings.generator
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
@@ -239,6 +331,8 @@ class TransformersGenerator:
             top_k=None,
             eos_token_id=_eos_ids(self._model, self._tokenizer()),
             pad_token_id=self._tokenizer().pad_token_id,
+            return_dict_in_generate=True,
+            output_logits=True,
         )
         processors = answer_only_penalties(run.prompt_tokens, g.repetition_penalty, g.no_repeat_ngram_size)
         inputs = {k: v.to(self.device) for k, v in run.encoded.items()}
@@ -275,6 +369,28 @@ class _Watch(StoppingCriteria):
             answer = input_ids[0, self.prompt_tokens :].tolist()
             done = self.control.should_stop(self.generator._decode(answer))
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+
+class _CacheState:
+    """The token ids of prompt + answer and the KV cache that covers all but the last of them."""
+
+    def __init__(self, ids: list[int], cache: Any) -> None:
+        self.ids = ids
+        self.cache = cache
+
+    def common_prefix(self, ids: list[int]) -> int:
+        """How many leading tokens of ``ids`` the cache already holds (at least one is left to run)."""
+        limit = min(len(self.ids) - 1, len(ids) - 1)
+        n = 0
+        while n < limit and self.ids[n] == ids[n]:
+            n += 1
+        return n
+
+    def take(self, length: int) -> Any:
+        """The cache cut to ``length`` tokens; it is handed over once (a forward pass extends it)."""
+        cache, self.cache = self.cache, None
+        cache.crop(length)
+        return cache
 
 
 class _Run:
@@ -327,6 +443,23 @@ class AnswerNoRepeatNGram(LogitsProcessor):
                 if banned:
                     scores[row, list(banned)] = float("-inf")
         return scores
+
+
+def _check_memory(folder: Path, dtype: torch.dtype, model_id: str) -> None:
+    """Refuse to load when the machine lacks the memory for the weights (plus working room)."""
+    from rag_app.packaged import check_memory
+
+    stored = sum(p.stat().st_size for p in folder.glob("*.safetensors")) or sum(
+        p.stat().st_size for p in folder.glob("*.bin")
+    )
+    scale = 0.5 if dtype == torch.bfloat16 else 1.0  # the converted folders are float32
+    needed = int(stored * scale * 1.2) + 300_000_000
+    check_memory(
+        needed,
+        f"the generator {model_id!r}",
+        "close other programs, or set generator.model to a smaller model "
+        "(Qwen2.5-Coder-0.5B-Instruct, SmolLM2-135M-Instruct)",
+    )
 
 
 def _eos_ids(model: Any, tok: Any) -> list[int]:

@@ -157,7 +157,7 @@ class RagQueryEngine(BaseQueryEngine):
         if self.streaming:
             return self._stream(query_bundle.query_str)
         answer = self.rag.ask(query_bundle.query_str, self.k)
-        return Response(answer.text, [citation_node(c) for c in answer.citations], answer.to_dict())
+        return Response(answer.content, [citation_node(c) for c in answer.citations], answer.to_dict())
 
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         return await asyncio.to_thread(self._query, query_bundle)

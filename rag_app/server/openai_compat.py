@@ -2,10 +2,15 @@
 
 The model name picks the index (``GET /v1/models`` lists them; ``rag-app`` means the default
 index), the last user message is the question, and earlier user/assistant turns are the chat
-history. Client system messages are ignored: the answer prompt has its own. Citations, grounding,
-timings and abstention travel in an extra top-level ``rag`` field (the ``Answer`` as JSON); in a
-stream it comes with the last chunk, and its ``text`` is the final, checked answer (the guard may
-add citation marks or withhold what was streamed).
+history. Client system messages are ignored: the answer prompt has its own.
+
+``content`` is always the guarded answer: a withheld answer is the abstention sentence (the draft
+stays in ``rag.draft``), so a client that drops unknown fields (LangChain's ``ChatOpenAI``) never
+shows an unsupported answer as the answer; with ``guard.on_unsupported = "mark"`` the content ends
+with a warning. A stream sends text only as the guard clears it; if text already sent is withdrawn
+at the end, the stream says so in-band before the abstention. Citations, grounding, timings and
+abstention travel in an extra top-level ``rag`` field (the ``Answer`` as JSON), in a stream with
+the last chunk.
 """
 
 from __future__ import annotations
@@ -101,7 +106,7 @@ def completion(answer: Answer, model: str, index: str) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": answer.text},
+                "message": {"role": "assistant", "content": answer.content},
                 "finish_reason": "stop",
                 "logprobs": None,
             }

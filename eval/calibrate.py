@@ -1,0 +1,118 @@
+"""Fit the guard's verdict (:mod:`rag_app.guard.verdict`) on real answers, and pick its threshold.
+
+Input: one row per answered question with the verdict's features (``Answer.grounding.features``,
+the answer produced with ``guard.on_unsupported = "pass"`` so nothing is withheld) and whether the
+answer was right (SQuAD F1 >= 0.5 against the gold answers; a question whose passage was removed
+from the index has no right answer). A logistic regression (scikit-learn, standardised features,
+L2) is fitted twice: on every feature, and on the features any backend has. The threshold is the
+one that minimises, on the same rows, the sum of three error rates the app is judged by: wrong
+answers shown, right answers withheld, and answers shown where the documents lack the answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rag_app.guard.verdict import FEATURES, LEXICAL_FEATURES, Logistic, VerdictModel
+
+RIGHT_F1 = 0.5
+"""An answer with SQuAD F1 at least this is labelled right."""
+
+
+@dataclass(frozen=True)
+class Row:
+    features: dict[str, float | None]
+    f1: float
+    answerable: bool
+
+
+def fit_logistic(rows: Sequence[Row], names: Sequence[str], c: float = 1.0) -> Logistic:
+    """A standardised L2 logistic regression of "right" on ``names``."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.array([[float(r.features[n] or 0.0) for n in names] for r in rows], dtype=np.float64)
+    y = np.array([r.answerable and r.f1 >= RIGHT_F1 for r in rows], dtype=np.int64)
+    if len(set(y.tolist())) < 2:
+        raise ValueError("the rows need both right and wrong answers to fit the verdict")
+    means = x.mean(axis=0)
+    scales = x.std(axis=0)
+    scales[scales == 0] = 1.0
+    model = LogisticRegression(C=c, max_iter=1000).fit((x - means) / scales, y)
+    return Logistic(
+        tuple(names),
+        tuple(float(w) for w in model.coef_[0]),
+        float(model.intercept_[0]),
+        tuple(float(m) for m in means),
+        tuple(float(s) for s in scales),
+    )
+
+
+def decision_errors(rows: Sequence[Row], scores: Sequence[float], threshold: float) -> dict[str, float]:
+    """The app's error rates if answers scoring below ``threshold`` are withheld.
+
+    ``wrong_shown`` and ``right_withheld`` are shares of the answerable questions (F1 = 0 shown;
+    F1 >= 0.8 withheld); ``shown_unanswerable`` is the share of removed-passage questions answered.
+    """
+    answerable = [(r, s) for r, s in zip(rows, scores, strict=True) if r.answerable]
+    missing = [(r, s) for r, s in zip(rows, scores, strict=True) if not r.answerable]
+    n, m = max(1, len(answerable)), max(1, len(missing))
+    return {
+        "wrong_shown": sum(s >= threshold and r.f1 == 0 for r, s in answerable) / n,
+        "right_withheld": sum(s < threshold and r.f1 >= 0.8 for r, s in answerable) / n,
+        "shown_unanswerable": sum(s >= threshold for _, s in missing) / m,
+        "shown": sum(s >= threshold for _, s in answerable) / n,
+    }
+
+
+def pick_threshold(rows: Sequence[Row], scores: Sequence[float]) -> tuple[float, dict[str, float]]:
+    """The threshold (on a 0.01 grid) with the smallest sum of the three error rates."""
+    best: tuple[float, float, dict[str, float]] | None = None
+    for step in range(5, 96):
+        threshold = step / 100
+        errors = decision_errors(rows, scores, threshold)
+        cost = errors["wrong_shown"] + errors["right_withheld"] + errors["shown_unanswerable"]
+        if best is None or cost < best[0] - 1e-9:
+            best = (cost, threshold, errors)
+    assert best is not None
+    return best[1], best[2]
+
+
+def auroc(rows: Sequence[Row], scores: Sequence[float]) -> float:
+    """Area under the ROC curve of ``scores`` for right (positive) against wrong answers."""
+    pos = [s for r, s in zip(rows, scores, strict=True) if r.answerable and r.f1 >= RIGHT_F1]
+    neg = [s for r, s in zip(rows, scores, strict=True) if not (r.answerable and r.f1 >= RIGHT_F1)]
+    if not pos or not neg:
+        return math.nan
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def fit_verdict(rows: Sequence[Row], info: dict[str, Any]) -> VerdictModel:
+    """Both logistic models and the threshold of the full one, with their fit metrics in ``info``."""
+    full = fit_logistic(rows, FEATURES)
+    lexical = fit_logistic(rows, LEXICAL_FEATURES)
+    model = VerdictModel(full, lexical)
+    scores = [model.probability(r.features) for r in rows]
+    threshold, errors = pick_threshold(rows, scores)
+    lexical_scores = [lexical.probability({k: float(v or 0.0) for k, v in r.features.items()}) for r in rows]
+    lexical_threshold, lexical_errors = pick_threshold(rows, lexical_scores)
+    model.threshold = threshold
+    model.lexical_threshold = lexical_threshold
+    model.info = {
+        **info,
+        "rows": len(rows),
+        "right": sum(r.answerable and r.f1 >= RIGHT_F1 for r in rows),
+        "unanswerable": sum(not r.answerable for r in rows),
+        "fit_auroc": round(auroc(rows, scores), 4),
+        "fit_errors_at_threshold": {k: round(v, 4) for k, v in errors.items()},
+        "lexical_only": {
+            "auroc": round(auroc(rows, lexical_scores), 4),
+            "threshold": lexical_threshold,
+            "errors": {k: round(v, 4) for k, v in lexical_errors.items()},
+        },
+    }
+    return model

@@ -1,0 +1,180 @@
+"""Is the answer right? The guard's lexical support, the generator's own yes/no verdict and its
+confidence, combined by a logistic model fitted on real answers.
+
+The lexical guard (:class:`rag_app.guard.Guard`) asks whether the answer's words are in the sources;
+a short wrong answer ("2013" where the passage says "2013" about something else) passes it. So the
+verdict adds what says whether the answer fits the *question*:
+
+* ``verifier``: P(Yes) when the generator is asked, after its answer, whether the answer is right
+  and stated in the cited source (:data:`rag_app.prompting.VERIFY_QUESTION`);
+* ``mean_logprob`` / ``min_logprob``: how sure the generator was of the answer's tokens;
+* ``span``: the answer is copied from its cited source (1), from another source (0.5), or not (0);
+* ``question_cover``: how many of the question's content words the sentence around that span holds
+  (a right span sits among the question's words; a distractor span rarely does);
+* ``lexical``: the lexical guard's support of the answer;
+* ``retrieval``: the best passage's dense similarity to the question.
+
+The weights are fitted on answers of the packaged generator to SQuAD dev articles 1-16 only
+(``bench/answer.py --fit-verdict``); articles 17-24 measure it. Backends without a verifier or
+log-probabilities use a second set of weights fitted without those features.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag_app.errors import RagAppError
+from rag_app.guard.text import is_content, split_sentences, stem, tokens
+
+FEATURES = ("lexical", "verifier", "mean_logprob", "min_logprob", "span", "question_cover", "retrieval")
+LEXICAL_FEATURES = ("lexical", "span", "question_cover", "retrieval")
+"""What every backend can compute (no verifier, no log-probabilities)."""
+DEFAULT_MODEL = Path(__file__).with_name("verdict-model.json")
+FORMAT = "rag-app-verdict"
+_CITATION = re.compile(r"\s*\[\d{1,3}(?:\s*[,–-]\s*\d{1,3})*\]")
+
+
+@dataclass
+class Logistic:
+    """``sigmoid(bias + sum(weight * (x - mean) / scale))`` over named features."""
+
+    features: tuple[str, ...]
+    weights: tuple[float, ...]
+    bias: float
+    means: tuple[float, ...]
+    scales: tuple[float, ...]
+
+    def probability(self, values: Mapping[str, float]) -> float:
+        z = self.bias
+        for name, w, mean, scale in zip(self.features, self.weights, self.means, self.scales, strict=True):
+            z += w * (float(values[name]) - mean) / (scale or 1.0)
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "weights": [round(w, 6) for w in self.weights],
+            "bias": round(self.bias, 6),
+            "means": [round(m, 6) for m in self.means],
+            "scales": [round(s, 6) for s in self.scales],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Logistic:
+        return cls(
+            tuple(data["features"]),
+            tuple(float(w) for w in data["weights"]),
+            float(data["bias"]),
+            tuple(float(m) for m in data["means"]),
+            tuple(float(s) for s in data["scales"]),
+        )
+
+
+@dataclass
+class VerdictModel:
+    """The two logistic models (with and without the generator's own signals) and the threshold."""
+
+    full: Logistic
+    lexical: Logistic
+    threshold: float = 0.5
+    """Answers the full model scores below this are withheld (``guard.min_grounding`` overrides it)."""
+    lexical_threshold: float = 0.5
+    """The same for the lexical model."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """How it was fitted (``generator``, ``adapter``: whose verifier and confidence it learned)."""
+
+    def applies_to(self, model_id: str, adapter_id: str | None) -> bool:
+        """True when the full model was fitted on this generator's own signals (P(Yes) and
+        log-probabilities are calibrated per model: another generator gets the lexical model)."""
+        return self.info.get("generator") == model_id and self.info.get("adapter") == adapter_id
+
+    def decide(self, values: Mapping[str, float | None]) -> tuple[float, float]:
+        """P(the answer is right) and the threshold it is held to, from the features present
+        (``None``: the backend lacks it, and the lexical model decides)."""
+        present = {k: float(v) for k, v in values.items() if v is not None}
+        if all(name in present for name in self.full.features):
+            return self.full.probability(present), self.threshold
+        return self.lexical.probability(present), self.lexical_threshold
+
+    def probability(self, values: Mapping[str, float | None]) -> float:
+        return self.decide(values)[0]
+
+    def save(self, path: Path) -> None:
+        data = {
+            "format": FORMAT,
+            "full": self.full.to_json(),
+            "lexical": self.lexical.to_json(),
+            "threshold": round(self.threshold, 4),
+            "lexical_threshold": round(self.lexical_threshold, 4),
+            "info": self.info,
+        }
+        path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_MODEL) -> VerdictModel:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RagAppError(f"verdict model {path} cannot be read: {exc}") from None
+        if data.get("format") != FORMAT:
+            raise RagAppError(f"{path}: not a verdict model ({FORMAT})")
+        return cls(
+            Logistic.from_json(data["full"]),
+            Logistic.from_json(data["lexical"]),
+            float(data.get("threshold", 0.5)),
+            float(data.get("lexical_threshold", 0.5)),
+            dict(data.get("info", {})),
+        )
+
+
+def answer_features(
+    *,
+    question: str,
+    answer: str,
+    passages: Sequence[str],
+    cited: Sequence[int],
+    lexical: float,
+    retrieval: float | None,
+    verifier: float | None = None,
+    token_logprobs: Sequence[float] = (),
+) -> dict[str, float | None]:
+    """The verdict's inputs for one answer (``cited``: its 1-based source numbers)."""
+    span, cover = _span_and_cover(question, answer, passages, cited)
+    logprobs = [max(-10.0, lp) for lp in token_logprobs]
+    return {
+        "lexical": float(lexical),
+        "verifier": None if verifier is None else float(verifier),
+        "mean_logprob": sum(logprobs) / len(logprobs) if logprobs else None,
+        "min_logprob": min(logprobs) if logprobs else None,
+        "span": span,
+        "question_cover": cover,
+        "retrieval": float(retrieval) if retrieval is not None else 0.0,
+    }
+
+
+def _span_and_cover(
+    question: str, answer: str, passages: Sequence[str], cited: Sequence[int]
+) -> tuple[float, float]:
+    needle = _norm_text(_CITATION.sub("", answer))
+    if len(needle) < 2:
+        return 0.0, 0.0
+    q_stems = {stem(w.lower()) for w in tokens(question) if is_content(w.lower())}
+    order = [n - 1 for n in cited if 0 < n <= len(passages)]
+    order += [i for i in range(len(passages)) if i not in order]
+    for i in order:
+        for sentence in split_sentences(passages[i]):
+            if needle in _norm_text(sentence.text):
+                s_stems = {stem(w.lower()) for w in tokens(sentence.text)}
+                cover = len(q_stems & s_stems) / len(q_stems) if q_stems else 0.0
+                return (1.0 if i in [n - 1 for n in cited] else 0.5), cover
+    return 0.0, 0.0
+
+
+def _norm_text(text: str) -> str:
+    return " ".join(w.lower() for w in tokens(text))
