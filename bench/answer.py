@@ -230,6 +230,58 @@ def system_settings(name: str, base: Settings) -> Settings:
     return settings
 
 
+# -- two-turn dialogues (dev articles): does the follow-up resolve against the conversation? ---------
+DIALOGUES = [
+    (("Who won Super Bowl 50?", ["Denver Broncos"]), ("And who did they beat?", ["Carolina Panthers"])),
+    (("Where was Super Bowl 50 played?", ["Levi's Stadium"]), ("On what date?", ["February 7, 2016"])),
+    (("Who invented the atmospheric engine?", ["Thomas Newcomen"]), ("Around what year?", ["1712"])),
+    (("When did the Apollo program run?", ["1961 to 1972"]), ("Which program supported it?", ["Gemini"])),
+    (("How big is the Saxon Garden in Warsaw?", ["15.5 ha"]), ("What is at its east end?",
+     ["Tomb of the Unknown Soldier"])),
+    (("Which process produces oxygen from water using sunlight?", ["photosynthesis"]),
+     ("And which process uses the oxygen?", ["cellular respiration"])),
+]  # fmt: skip
+"""Written from passages of articles 1-16 (Super_Bowl_50_0, Steam_engine_1, Apollo_program_1,
+Warsaw_1, Oxygen_1): the second question only makes sense after the first."""
+
+
+def run_dialogues(data: Path, settings: Settings) -> dict[str, Any]:
+    """The dialogues over an index of every passage, through ``RAG.chat`` (history and follow-up
+    retrieval as the app does it)."""
+    passages = list(read_jsonl(data / "passages.jsonl"))
+    rag = build_rag_index(WORK_DIR / "squad-full-index", passages, settings)
+    turns = []
+    for first, second in DIALOGUES:
+        session = rag.chat()
+        for question, truths in (first, second):
+            t0 = time.perf_counter()
+            answer = session.ask(question)
+            turns.append(
+                {
+                    "question": question,
+                    "follow_up": question == second[0],
+                    "text": answer.text,
+                    "draft": answer.draft,
+                    "abstained": answer.abstained,
+                    "contains": not answer.abstained and contains_gold(answer.text, truths),
+                    "f1": 0.0
+                    if answer.abstained
+                    else best_over_truths(token_f1, strip_citations(answer.text), truths),
+                    "seconds": round(time.perf_counter() - t0, 2),
+                }
+            )
+            print(f"  {question!r} -> {answer.text!r}", flush=True)
+    follow = [t for t in turns if t["follow_up"]]
+    return {
+        "dialogues": len(DIALOGUES),
+        "follow_up_contains_gold": round(statistics.fmean(t["contains"] for t in follow), 3),
+        "first_turn_contains_gold": round(
+            statistics.fmean(t["contains"] for t in turns if not t["follow_up"]), 3
+        ),
+        "turns": turns,
+    }
+
+
 # -- scoring ---------------------------------------------------------------------------------------
 def contains_gold(text: str, truths: list[str]) -> bool:
     clean = normalize_answer(strip_citations(text))
@@ -304,8 +356,17 @@ def main() -> None:
     parser.add_argument(
         "--verdict-out", type=Path, default=REPO_ROOT / "rag_app" / "guard" / "verdict-model.json"
     )
+    parser.add_argument("--dialogues", action="store_true", help="run the two-turn dialogues only")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.dialogues:
+        base = Settings.load().model_copy(deep=True)
+        base.generator.threads = args.threads
+        load_before = warn_if_busy("answer")
+        result = run_dialogues(args.data, base)
+        write_results(args.out or RESULTS_DIR / "answer-dialogues.json", result, load_before)
+        print(json.dumps({k: v for k, v in result.items() if k != "turns"}, indent=1))
+        return
     if args.fit_verdict and args.split != "dev":
         parser.error("--fit-verdict fits on the dev articles only: add --split dev")
     wanted = [s for s in args.systems.split(",") if s]

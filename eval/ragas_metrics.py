@@ -200,7 +200,8 @@ def score_ragas(
 ) -> RagasOutcome:
     """Add the RAGAS metrics of each result into ``result.metrics`` (``ragas.*``); see the module doc.
 
-    ``llm_metrics``: None runs the judge's metrics when ``eval_settings.judge_base_url`` is set,
+    ``llm_metrics``: None runs the judge's metrics when a judge is configured (an endpoint, or
+    ``judge_generator`` in process); on at most ``eval.judge_questions`` answers;
     False never, True whenever a judge is configured (without one they are skipped with a
     reason: nothing is sent to a default OpenAI endpoint). ``guard`` None skips
     ``ragas.faithfulness``.
@@ -226,6 +227,14 @@ def score_ragas(
             outcome.skipped[PREFIX + name] = judge_reason
         if llm_metrics or (llm_metrics is None and eval_settings.judge_base_url):
             outcome.messages.append(f"RAGAS LLM metrics skipped: {judge_reason}")
+    judged = set(range(len(results)))
+    if judge is not None and eval_settings.judge_questions is not None:
+        judged = set(range(min(len(results), eval_settings.judge_questions)))
+        if len(judged) < len(results):
+            outcome.messages.append(
+                f"RAGAS LLM metrics judged the first {len(judged)} of {len(results)} answers "
+                "(eval.judge_questions)"
+            )
 
     rows = _rows(results, samples)
     groups: dict[frozenset[str], list[int]] = {}
@@ -238,10 +247,16 @@ def score_ragas(
     max_contexts = max((len(r.get("retrieved_contexts", [])) for r in rows if r), default=1)
     run_config = _run_config(eval_settings, max_contexts, judge is not None)
     jobs = []
+    llm_names = {name for name in metrics if name in LLM_METRICS}
     for columns, members in groups.items():
         chosen = {name: m for name, m in metrics.items() if required[name] <= columns}
-        if chosen:
-            jobs.append(([results[i] for i in members], [rows[i] for i in members], chosen))
+        offline = {name: m for name, m in chosen.items() if name not in llm_names}
+        llm = {name: m for name, m in chosen.items() if name in llm_names}
+        if offline:
+            jobs.append(([results[i] for i in members], [rows[i] for i in members], offline))
+        judged_members = [i for i in members if i in judged]
+        if llm and judged_members:
+            jobs.append(([results[i] for i in judged_members], [rows[i] for i in judged_members], llm))
     _run_async(_evaluate_all(jobs, run_config, outcome, judge))
 
     for name in metrics:

@@ -95,6 +95,21 @@ def corpus_hash(rag: Any) -> str:
     return digest.hexdigest()
 
 
+def local_judge(rag: Any) -> Any:
+    """The in-process RAGAS judge: the generator's base model, without an adapter.
+
+    The packaged reader adapter teaches short cited answers, which is the opposite of the long
+    JSON replies RAGAS's prompts ask for; the base model writes them.
+    """
+    from rag_app.generation import create_generator
+
+    if not rag.settings.generator.adapter:
+        return rag.generator
+    settings = rag.settings.model_copy(deep=True)
+    settings.generator.adapter = None
+    return create_generator(settings)
+
+
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in names:
@@ -142,7 +157,9 @@ def build_manifest(
             "generator": getattr(generator, "model_id", type(generator).__name__),
             "adapter": getattr(generator, "adapter_id", None),
             "guard": str(settings.guard.model_path or "packaged") if settings.guard.enabled else None,
-            "judge": settings.eval.judge_model or None if settings.eval.judge_base_url else None,
+            "judge": (settings.eval.judge_model or None)
+            if settings.eval.judge_base_url
+            else (f"local {settings.generator.model} (no adapter)" if settings.eval.judge_local else None),
         },
         "seed": seed,
         "replicates": replicates,
@@ -340,7 +357,9 @@ def run_evaluation(
             guard=rag.guard,
             eval_settings=settings.eval,
             llm_metrics=options.judge,
-            judge_generator=rag.generator if settings.eval.judge_local else None,
+            judge_generator=local_judge(rag)
+            if settings.eval.judge_local and not settings.eval.judge_base_url
+            else None,
         )
         manifest["ragas"] = outcome.to_dict() if hasattr(outcome, "to_dict") else asdict(outcome)
 

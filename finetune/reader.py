@@ -72,7 +72,7 @@ def train_reader(recipe: ReaderRecipe, settings: Settings | None = None) -> dict
     )
     base = base_model_folder(recipe.model, settings)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
+    model: Any = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
     layers = int(model.config.num_hidden_layers)
     lora = LoraConfig(
         task_type="CAUSAL_LM",

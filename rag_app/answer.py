@@ -44,6 +44,8 @@ class SentenceSupport:
     flagged: bool = False
     reason: str = ""
     """Why it is flagged: ``unsupported``, ``cited source does not support it``, ..."""
+    threshold: float = 0.5
+    """The support this sentence needed (short factoid answers have their own calibrated threshold)."""
     source: int | None = None
     """The ``[n]`` of the source holding the supporting span (``None``: no span found)."""
     source_start: int = 0

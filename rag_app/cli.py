@@ -913,6 +913,56 @@ def finetune_sft(
     _run_recipe(recipe, save_config, lambda: sft(recipe, cli_settings(ctx)))
 
 
+@finetune.command("reader")
+@click.option(
+    "--data",
+    "data_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="HaluEval QA pairs (qa_pairs.jsonl); pairs 0-3,999 train, 4,000-4,999 validate.",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/reader"), show_default=True)
+@click.option("--answer-rows", type=int, default=600, show_default=True)
+@click.option(
+    "--top-layers", type=int, default=8, show_default=True, help="LoRA on the last N decoder layers."
+)
+@click.option("--max-minutes", type=float, default=None, help="Stop training after this many minutes.")
+@click.option("--threads", type=int, default=None, help="Torch threads (default: one per core).")
+@click.pass_context
+def finetune_reader(
+    ctx: click.Context,
+    data_file: Path,
+    out: Path,
+    answer_rows: int,
+    top_layers: int,
+    max_minutes: float | None,
+    threads: int | None,
+) -> None:
+    """Train the reader adapter of the packaged 0.5B generator (what rag-app ships in rag_app/adapters).
+
+    Short cited answers, the abstention sentence, and the verifier's yes/no, from HaluEval QA only.
+    About an hour on two CPU cores.
+
+    \b
+    Example (reproduces the packaged adapter):
+      rag-app finetune reader --data ../shared/data/halueval-qa/qa_pairs.jsonl --out runs/reader
+    """
+    from finetune.reader import ReaderRecipe, train_reader
+    from finetune.reader_data import ReaderMix
+
+    share = max(1, answer_rows // 4)
+    recipe = ReaderRecipe(
+        data=data_file,
+        out=out,
+        mix=ReaderMix(answer_rows, share, share, share, sources=3),
+        top_layers=top_layers,
+        max_minutes=max_minutes,
+        threads=threads,
+    )
+    card = train_reader(recipe, cli_settings(ctx))
+    print_json({k: v for k, v in card.items() if k != "data"})
+
+
 @cli.group()
 def adapters() -> None:
     """The adapter registry: list, inspect, promote, roll back, merge."""

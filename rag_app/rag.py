@@ -175,7 +175,12 @@ class RAG:
             from rag_app.guard import Guard
 
             g = self.settings.guard
-            self._guard = Guard(self.embedder, model_path=g.model_path, threshold=g.threshold)
+            self._guard = Guard(
+                self.embedder,
+                model_path=g.model_path,
+                threshold=g.threshold,
+                short_threshold=g.short_threshold,
+            )
         return self._guard
 
     @property

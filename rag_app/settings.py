@@ -225,10 +225,14 @@ class EvalSettings(_Section):
     """The model name the judge endpoint serves."""
     judge_api_key: str | None = None
     """Bearer token for the judge (``RAG_APP_EVAL__JUDGE_API_KEY``)."""
-    judge_local: bool = False
-    """Judge with the configured generator in this process (no server): for a local 7B+ model
-    folder in ``generator.model``. The packaged 135M model cannot write RAGAS's JSON (most of its
-    verdicts fail to parse; ``bench/eval.py`` measures it)."""
+    judge_local: bool = True
+    """With no ``judge_base_url``: judge in this process with the generator's base model (the
+    packaged 0.5B by default, without the reader adapter, whose answers are too short for RAGAS's
+    JSON). How many of its verdicts fail to parse is reported with the run. Off: without a judge
+    endpoint only the offline metrics run."""
+    judge_questions: int | None = Field(10, ge=1)
+    """RAGAS's LLM metrics judge at most this many answers of a run (each takes about ten judge
+    calls); unset: every answer."""
     judge_max_new_tokens: int = Field(512, ge=16, le=8192)
     """Longest judge reply with ``judge_local`` (RAGAS's statement lists run long)."""
     judge_timeout_s: float = Field(120.0, gt=0)

@@ -215,6 +215,50 @@ def test_generate_is_deterministic_at_temperature_zero(tiny: Any, tiny_folder: P
     assert tiny.dtype == "float32"
 
 
+def test_answer_carries_its_token_logprobs(tiny: Any) -> None:
+    done = tiny.generate(QUESTION, max_new_tokens=12)
+    assert 0 < len(done.token_logprobs) <= done.completion_tokens
+    assert all(lp <= 0.0 for lp in done.token_logprobs)
+    assert done.state is not None  # the KV cache, for the verifier
+
+
+def test_verifier_reuses_the_answer_cache_and_agrees_with_a_fresh_pass(tiny: Any) -> None:
+    from rag_app.prompting import VERIFY_QUESTION
+
+    done = tiny.generate(QUESTION, max_new_tokens=12)
+    ask = [*QUESTION, {"role": "assistant", "content": done.text}, {"role": "user", "content": VERIFY_QUESTION}]
+    fresh = tiny.verify(ask)
+    reused = tiny.verify(ask, completion=done)
+    assert 0.0 < fresh < 1.0
+    assert reused == pytest.approx(fresh, abs=1e-4)
+    assert done.state.cache is None  # handed over once: a second verify runs the whole prompt
+    assert tiny.verify(ask, completion=done) == pytest.approx(fresh, abs=1e-4)
+
+
+def test_stream_returns_its_completion(tiny: Any) -> None:
+    stream = tiny.stream(QUESTION, max_new_tokens=12)
+    pieces = []
+    while True:
+        try:
+            pieces.append(next(stream))
+        except StopIteration as stop:
+            done = stop.value
+            break
+    assert done.text == "".join(pieces) == tiny.generate(QUESTION, max_new_tokens=12).text
+    assert done.token_logprobs and done.state is not None
+
+
+def test_auto_dtype_is_bfloat16_only_where_the_cpu_runs_it_fast(settings: Settings, tiny_folder: Path) -> None:
+    from rag_app.generation.transformers_backend import TransformersGenerator, cpu_has_fast_bf16
+
+    auto = settings.model_copy(update={"generator": settings.generator.model_copy(update={"dtype": "auto"})})
+    generator = TransformersGenerator(auto, folder=tiny_folder)
+    import torch
+
+    expected = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    assert generator._pick_dtype() == expected
+
+
 def test_chat_template_is_the_models_own(tiny: Any) -> None:
     prompt = tiny._tokenizer().apply_chat_template(QUESTION, add_generation_prompt=True, tokenize=False)
     assert prompt.startswith("<|im_start|>system\nAnswer from the sources.<|im_end|>\n")

@@ -27,6 +27,8 @@ from rag_app.guard.text import (
     is_claim,
     parse_citations,
     split_sentences,
+    strip_citations,
+    tokens,
 )
 
 NOT_SUPPORTED = "not supported by the sources"
@@ -37,6 +39,8 @@ CACHE_SIZE = 4096
 """Embeddings kept between checks (passages repeat across the questions of a chat)."""
 SCORE_BATCH = 256
 """Rows :meth:`Guard.score` featurizes per embedding call."""
+SHORT_WORDS = 10
+"""Claims of at most this many words are short (factoid answers): see :attr:`Guard.short_threshold`."""
 
 
 @dataclass
@@ -52,12 +56,24 @@ class Guard:
     Construction is cheap; the model file loads on first use (or :meth:`warm_up`).
     """
 
-    def __init__(self, embedder: Embedder, *, model_path: Path | None = None, threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        model_path: Path | None = None,
+        threshold: float = 0.5,
+        short_threshold: float | None = None,
+    ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within [0, 1], got {threshold} (guard.threshold)")
+        if short_threshold is not None and not 0.0 <= short_threshold <= 1.0:
+            raise ValueError(
+                f"short_threshold must be within [0, 1], got {short_threshold} (guard.short_threshold)"
+            )
         self.embedder = embedder
         self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         self.threshold = threshold
+        self._short_threshold = short_threshold
         self._model: TreeModel | None = None
         self._rank: dict[str, int] | None = None
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -78,6 +94,18 @@ class Guard:
             words = sorted((i, w) for w, i in vocab.items() if w.isalpha() and w.islower() and len(w) > 1)
             self._rank = {w: r for r, (_, w) in enumerate(words)}
         return self._rank
+
+    @property
+    def short_threshold(self) -> float:
+        """The threshold for short claims (a few words: factoid answers), calibrated on HaluEval QA
+        (``bench/guard.py --calibrate-qa``) unless set; the sentence threshold when uncalibrated."""
+        if self._short_threshold is not None:
+            return self._short_threshold
+        return float(self.model.info.get("short_threshold", self.threshold))
+
+    def threshold_for(self, claim: str) -> float:
+        """The support a claim needs: short ones are held to :attr:`short_threshold`."""
+        return self.short_threshold if len(tokens(strip_citations(claim))) <= SHORT_WORDS else self.threshold
 
     def warm_up(self) -> None:
         """Load the model and the embedder now rather than on the first check."""
@@ -118,14 +146,17 @@ class Guard:
         out = []
         for s in sentences:
             result = SentenceSupport(s.span.text, s.span.start, s.span.end, 1.0, citations=list(s.citations))
+            result.threshold = self.threshold
             if s.claim:
                 k = claims.index(s)
                 everywhere = float(support[id(s)])
                 result.evidence, result.evidence_text = _evidence(sources, plans[0][k], cosines[0][k])
                 result.score = by_citation.get(id(s), everywhere)
-                if result.score < self.threshold:
+                needed = self.threshold_for(s.span.text)
+                result.threshold = needed
+                if result.score < needed:
                     result.flagged = True
-                    moved = id(s) in by_citation and everywhere >= self.threshold
+                    moved = id(s) in by_citation and everywhere >= needed
                     result.reason = WRONG_CITATION if moved else NOT_SUPPORTED
             out.append(result)
         return Grounding(score=round(overall, 4), sentences=out, threshold=self.threshold)

@@ -85,12 +85,22 @@ def split_sentences(text: str) -> list[Span]:
     start = 0
     for match in _BOUNDARY.finditer(text):
         end = match.end()
-        if match.group().startswith(".") and _is_abbreviation(text, match.start()):
+        if match.group().startswith(".") and (
+            _is_abbreviation(text, match.start()) or _is_list_number(text, match.start())
+        ):
             continue
         _append(spans, text, start, end)
         start = end
     _append(spans, text, start, len(text))
     return spans
+
+
+_LIST_NUMBER = re.compile(r"(?:^|\n)[ \t]*(?:\d{1,3}|[a-zA-Z])$")
+
+
+def _is_list_number(text: str, dot: int) -> bool:
+    """True for the period of a list item's number at the start of a line (``1. Peter Davison``)."""
+    return _LIST_NUMBER.search(text, max(0, dot - 8), dot) is not None
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
