@@ -18,6 +18,7 @@ the stream ends with an in-band notice that it was withdrawn, then the abstentio
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -249,7 +250,7 @@ class Answerer:
         probability, calibrated = verdict.decide(features)
         weakest = min((s.score for s in claims), default=1.0)
         grounding.features = features
-        grounding.score = round(min(probability, weakest), 4)
+        grounding.score = math.floor(min(probability, weakest) * 10_000) / 10_000  # never rounded up
         threshold = self.settings.guard.min_grounding
         grounding.answer_threshold = calibrated if threshold is None else threshold
         every_sentence_flagged = bool(claims) and all(s.flagged for s in claims)

@@ -138,7 +138,8 @@ def test_answers_are_not_taken_for_abstentions(text: str) -> None:
          "The average cost for a TV ad lasting 30 seconds during Super Bowl 50 was $5 million.", "$5 million"),
         ("Who handled the play-by-play for the Denver radio stations?",
          "Dave Logan handled the play-by-play for the Denver radio stations.", "Dave Logan"),
-        ("Who founded it?", "According to the sources, Yuan_dynasty_14 says Kublai Khan [1].", "Kublai Khan [1]"),
+        ("Who founded it?", "According to the sources, Kublai Khan founded it (Yuan_dynasty_14) [1].",
+         "Kublai Khan founded it [1]."),
         ("Can the President vote?", "Yes, the President can vote.", "Yes, the President can vote."),
     ],
 )  # fmt: skip

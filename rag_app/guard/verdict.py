@@ -12,7 +12,9 @@ verdict adds what says whether the answer fits the *question*:
 * ``question_cover``: how many of the question's content words the sentence around that span holds
   (a right span sits among the question's words; a distractor span rarely does);
 * ``lexical``: the lexical guard's support of the answer;
-* ``retrieval``: the best passage's dense similarity to the question.
+* ``retrieval``: the best passage's dense similarity to the question;
+* ``cites_best``: the answer cites source [1], the best retrieved passage;
+* ``answer_words``: its length (capped at 30 words, scaled to 1): long answers hedge or pad.
 
 The weights are fitted on answers of the packaged generator to SQuAD dev articles 1-16 only
 (``bench/answer.py --fit-verdict``); articles 17-24 measure it. Backends without a verifier or
@@ -32,8 +34,18 @@ from typing import Any
 from rag_app.errors import RagAppError
 from rag_app.guard.text import is_content, split_sentences, stem, tokens
 
-FEATURES = ("lexical", "verifier", "mean_logprob", "min_logprob", "span", "question_cover", "retrieval")
-LEXICAL_FEATURES = ("lexical", "span", "question_cover", "retrieval")
+FEATURES = (
+    "lexical",
+    "verifier",
+    "mean_logprob",
+    "min_logprob",
+    "span",
+    "question_cover",
+    "retrieval",
+    "cites_best",
+    "answer_words",
+)
+LEXICAL_FEATURES = ("lexical", "span", "question_cover", "retrieval", "cites_best", "answer_words")
 """What every backend can compute (no verifier, no log-probabilities)."""
 DEFAULT_MODEL = Path(__file__).with_name("verdict-model.json")
 FORMAT = "rag-app-verdict"
@@ -155,6 +167,8 @@ def answer_features(
         "span": span,
         "question_cover": cover,
         "retrieval": float(retrieval) if retrieval is not None else 0.0,
+        "cites_best": 1.0 if 1 in cited else 0.0,
+        "answer_words": min(len(tokens(_CITATION.sub("", answer))), 30) / 30,
     }
 
 
