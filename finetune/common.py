@@ -133,7 +133,7 @@ def log_callback() -> Any:
     class LogToLogging(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> Any:
             if logs:
-                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}
+                shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in logs.items()}
                 log.info("step %d/%d: %s", state.global_step, state.max_steps, shown)
             return control
 

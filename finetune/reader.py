@@ -49,6 +49,8 @@ class ReaderRecipe:
     batch_size: int = 4
     grad_accum: int = 2
     epochs: float = 1.0
+    init_adapter: Path | None = None
+    """Continue training this adapter (a second round with another mix) instead of a new one."""
     max_minutes: float | None = None
     threads: int | None = None
     seed: int = 0
@@ -82,7 +84,12 @@ def train_reader(recipe: ReaderRecipe, settings: Settings | None = None) -> dict
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         layers_to_transform=list(range(max(0, layers - recipe.top_layers), layers)),
     )
-    model = get_peft_model(model, lora)
+    if recipe.init_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(recipe.init_adapter), is_trainable=True)
+    else:
+        model = get_peft_model(model, lora)
     train = _encode(data_dir / "train.jsonl", tokenizer)
     validation = _encode(data_dir / "validation.jsonl", tokenizer)
     steps = max(1, math.ceil(len(train) * recipe.epochs / (recipe.batch_size * recipe.grad_accum)))

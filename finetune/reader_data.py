@@ -176,8 +176,13 @@ def _wrong_answer(
 ) -> tuple[str, str]:
     """A plausible wrong answer with a citation, and what kind of negative it is."""
     others = [i for i in range(len(texts)) if i != position]
-    if position is not None and rng.random() < 0.25 and others:
+    if position is not None and rng.random() < 0.2 and others:
         return f"{item.answer} [{rng.choice(others) + 1}]", "wrong citation"
+    if position is not None and rng.random() < 0.5:
+        # the commonest real error: another name or number of the right passage
+        span = _similar_span(item.answer, texts[position], rng, avoid=item.answer)
+        if span and span.lower() not in item.answer.lower() and item.answer.lower() not in span.lower():
+            return f"{span} [{position + 1}]", "same-passage span"
     short_hallucination = 0 < len(item.hallucinated.split()) <= 6
     if position is not None and short_hallucination and rng.random() < 0.3:
         return f"{item.hallucinated.rstrip('.')} [{position + 1}]", "halueval hallucination"
@@ -188,14 +193,17 @@ def _wrong_answer(
     return f"{span} [{source + 1}]", "distractor span"
 
 
-def _similar_span(answer: str, text: str, rng: random.Random) -> str:
+def _similar_span(answer: str, text: str, rng: random.Random, avoid: str = "") -> str:
     """A span of ``text`` of the same kind as ``answer``: a number, a name, or a few words."""
+    bad = avoid.lower()
     if _NUMBER.search(answer):
         numbers = [m.group().rstrip(".,") for m in _NUMBER.finditer(text)]
+        numbers = [n for n in numbers if not bad or (n.lower() not in bad and bad not in n.lower())]
         if numbers:
             return rng.choice(numbers)
     if answer[:1].isupper():
         names = [m.group() for m in _NAME.finditer(text) if m.start() > 0 and m.group() != answer]
+        names = [n for n in names if not bad or (n.lower() not in bad and bad not in n.lower())]
         if names:
             return rng.choice(names)
     words = _WORDS.findall(text)

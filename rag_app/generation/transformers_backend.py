@@ -389,7 +389,9 @@ class _CacheState:
     def take(self, length: int) -> Any:
         """The cache cut to ``length`` tokens; it is handed over once (a forward pass extends it)."""
         cache, self.cache = self.cache, None
-        cache.crop(length)
+        extra = int(cache.get_seq_length()) - length
+        if extra > 0:
+            cache.crop(-extra)  # transformers 5: a negative count removes that many tokens
         return cache
 
 
