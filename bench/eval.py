@@ -12,7 +12,7 @@
    baselines (answer length; share of words absent from the source), as ``bench/guard.py``.
 
 4. ``--judge-check N`` (a separate invocation, after a run): RAGAS's LLM faithfulness with the
-   packaged SmolLM2-135M as an in-process judge (``eval.judge_local``) on the first N answered
+   configured generator's base model as an in-process judge (``eval.judge_local``) on the first N answered
    questions of the newest stored run, beside the guard-as-faithfulness on the same answers: how
    many judge verdicts fail, seconds per answer, and the ratio. Writes ``eval-judge.json``.
 
@@ -184,7 +184,9 @@ def judge_check(args: argparse.Namespace) -> dict[str, Any]:
     chosen = answered[: args.judge_check]
     copies = [SampleResult.from_dict(r.to_dict() | {"metrics": {}, "errors": {}}) for r in chosen]
     embedder = create_embedder(settings)
-    generator = create_generator(settings)
+    judge_settings = settings.model_copy(deep=True)
+    judge_settings.generator.adapter = None  # as eval.runner.local_judge: the base model judges
+    generator = create_generator(judge_settings)
     generator.generate([{"role": "user", "content": "warm up"}], max_new_tokens=4)
     t0 = time.perf_counter()
     outcome = score_ragas(
@@ -237,7 +239,7 @@ def judge_check(args: argparse.Namespace) -> dict[str, Any]:
         ],
     }
     print(
-        f"judge (local 135M): {figures['judge_failed']}/{len(chosen)} failed, "
+        f"judge (local {figures['judge']}): {figures['judge_failed']}/{len(chosen)} failed, "
         f"{figures['judge_seconds_per_answer']} s per answer; guard: 0 failed, "
         f"{figures['guard_seconds_per_answer']} s per answer ({figures['judge_over_guard_seconds']}x)",
         flush=True,

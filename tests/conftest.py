@@ -53,7 +53,12 @@ def settings(cache_dir: Path):
 
     # float32: the tiny models' answers stay what the tests were written against (``auto`` picks
     # bfloat16 on CPUs with fast bfloat16, which CI's machines have)
-    return Settings(cache_dir=cache_dir, generator={"model": TEST_GENERATOR, "dtype": "float32"})
+    # no in-process RAGAS judge by default in tests (its own tests turn it on): it costs ~10 calls an answer
+    return Settings(
+        cache_dir=cache_dir,
+        generator={"model": TEST_GENERATOR, "dtype": "float32"},
+        eval={"judge_local": False},
+    )
 
 
 @pytest.fixture(scope="session")

@@ -443,3 +443,18 @@ def test_scoring_leaves_tiktoken_cache_dir_alone(settings, embedder, guard, monk
     monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
     score_ragas(_results()[:1], SAMPLES, embedder=embedder, guard=guard, eval_settings=settings.eval)
     assert "TIKTOKEN_CACHE_DIR" not in os.environ
+
+
+def test_the_default_local_judge_is_the_base_model_without_the_reader_adapter(settings: Any, tmp_path: Any) -> None:
+    """With no judge endpoint, RAGAS judges with the generator's base model: the packaged reader
+    adapter writes short answers, not RAGAS's JSON."""
+    from eval.runner import local_judge
+    from rag_app.rag import RAG
+    from rag_app.settings import DEFAULT_GENERATOR, Settings
+
+    defaults = Settings(cache_dir=settings.cache_dir)
+    assert defaults.eval.judge_local and defaults.generator.adapter == "packaged"
+    rag = RAG(tmp_path / "index", defaults)
+    judge = local_judge(rag)
+    assert judge.model_id == DEFAULT_GENERATOR and judge.adapter_id is None
+    assert rag.generator.adapter_id == "qwen2.5-coder-0.5b-reader"  # the answers still use it

@@ -99,6 +99,7 @@ def served(settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
             "RAG_APP_GENERATOR__BASE_URL": url,
             "RAG_APP_GENERATOR__MODEL": "extractive",
             "RAG_APP_RETRIEVAL__K": "2",
+            "RAG_APP_EVAL__JUDGE_LOCAL": "false",
             "RAG_APP_UI__REPORTS_DIR": str(tmp_path / "reports"),
         }
         for key, value in env.items():

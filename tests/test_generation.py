@@ -248,6 +248,18 @@ def test_stream_returns_its_completion(tiny: Any) -> None:
     assert done.token_logprobs and done.state is not None
 
 
+def test_too_little_memory_is_one_clear_error(settings: Settings, tiny_folder: Path, monkeypatch: Any) -> None:
+    from rag_app import packaged
+    from rag_app.errors import ModelNotFoundError
+    from rag_app.generation.transformers_backend import TransformersGenerator
+
+    monkeypatch.setattr(packaged, "available_memory", lambda: 50_000_000)
+    generator = TransformersGenerator(settings, folder=tiny_folder)
+    with pytest.raises(ModelNotFoundError, match=r"needs about 0\.\d GB of memory and 0\.\d GB is available"):
+        generator.load()
+    assert generator._model is None
+
+
 def test_auto_dtype_is_bfloat16_only_where_the_cpu_runs_it_fast(settings: Settings, tiny_folder: Path) -> None:
     from rag_app.generation.transformers_backend import TransformersGenerator, cpu_has_fast_bf16
 

@@ -111,8 +111,12 @@ def test_local_generator_folder_is_returned_as_is(settings: Settings, tmp_path: 
 def test_list_models_converts_nothing(settings: Settings, tmp_path: Path) -> None:
     fresh = _with(settings, cache_dir=tmp_path)
     rows = list_models(fresh)
-    assert [row["role"] for row in rows] == ["embedder", "generator"]
-    embedder, generator = rows
+    assert [row["role"] for row in rows[:2]] == ["embedder", "generator"]
+    assert {row["name"] for row in rows[2:]} == {"Qwen2.5-Coder-0.5B-Instruct", "Qwen2.5-Coder-1.5B-Instruct"}
+    for split in rows[2:]:  # the split GGUF models: hash shown, nothing joined by listing
+        assert split["role"] == "generator (available)" and len(split["sha256"]) == 64
+        assert split["verified"] is False and split["license"] == "Apache-2.0"
+    embedder, generator = rows[:2]
     assert embedder["kind"] == "packaged" and embedder["artifact"].endswith("model.int8.onnx")
     assert generator["artifact"] == str(converted_folder(Path(generator["path"]), tmp_path))
     assert not embedder["cached"] and not generator["cached"] and not any(tmp_path.iterdir())

@@ -81,7 +81,7 @@ def test_default_models_work_with_the_network_blocked(settings: Settings, tmp_pa
     embedder = create_embedder(fresh)
     vectors = embedder.embed_documents(["offline retrieval", "no network needed here"])
     query = embedder.embed_query("is the network needed?")
-    shared = Settings(cache_dir={str(settings.cache_dir)!r})
+    shared = Settings(cache_dir={str(settings.cache_dir)!r}, generator={{"model": "SmolLM2-135M-Instruct"}})
     folder = generator_folder(shared)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(folder)
