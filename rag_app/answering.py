@@ -18,6 +18,7 @@ the stream ends with an in-band notice that it was withdrawn, then the abstentio
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 from rag_app.answer import Answer, Citation, Grounding, SentenceSupport
 from rag_app.answer_text import clean_answer, find_span, has_content
 from rag_app.documents import Hit
-from rag_app.errors import QueryError
+from rag_app.errors import GeneratorError, QueryError
 from rag_app.generation.base import Completion, Generator, Message, Verifier
 from rag_app.guard.text import split_sentences
 from rag_app.language import detect_language
@@ -39,6 +40,8 @@ from rag_app.settings import Settings
 if TYPE_CHECKING:
     from rag_app.guard import Guard
     from rag_app.guard.verdict import VerdictModel
+
+log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 8_000
 
@@ -221,8 +224,14 @@ class Answerer:
             return None
         if not self.verdict.applies_to(self.generator.model_id, self.generator.adapter_id):
             return None
+        if not completion.token_logprobs:  # the verdict needs both: without them it is the lexical one
+            return None
         t0 = time.perf_counter()
-        p_yes = self.generator.verify(verify_messages(prompt, raw), completion=completion)
+        try:
+            p_yes = self.generator.verify(verify_messages(prompt, raw), completion=completion)
+        except GeneratorError as exc:  # a server without log-probabilities: judge without it
+            log.warning("the verifier is unavailable, judging without it: %s", exc)
+            return None
         timings["verifier"] = time.perf_counter() - t0
         return p_yes
 

@@ -57,6 +57,8 @@ class OpenAIServer:
             thread.join()
 
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("logprobs") and body.get("max_tokens") == 1 and hasattr(self.generator, "verify"):
+            return self.verdict(body)
         done = self.generator.generate(
             body["messages"],
             max_new_tokens=int(body.get("max_tokens") or 256),
@@ -80,6 +82,30 @@ class OpenAIServer:
                 "completion_tokens": done.completion_tokens,
                 "total_tokens": done.prompt_tokens + done.completion_tokens,
             },
+        }
+
+    def verdict(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One token with its top log-probabilities, as vLLM answers ``logprobs=true``: the served
+        generator's own P(Yes) for the verifier's question."""
+        import math
+
+        p_yes = min(max(self.generator.verify(body["messages"]), 1e-6), 1 - 1e-6)  # type: ignore[attr-defined]
+        top = [{"token": "Yes", "logprob": math.log(p_yes)}, {"token": "No", "logprob": math.log(1 - p_yes)}]
+        first = top[0] if p_yes >= 0.5 else top[1]
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": first["token"]},
+                    "finish_reason": "length",
+                    "logprobs": {"content": [{**first, "top_logprobs": top}]},
+                }
+            ],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1},
         }
 
     def chunks(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:

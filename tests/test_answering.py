@@ -66,7 +66,9 @@ def _verdict(threshold: float = 0.5, *, on: str = "verifier", generator: str = "
 
     def follow(names: tuple[str, ...]) -> Logistic:
         weights = tuple(8.0 if n == on else 0.0 for n in names)
-        return Logistic(names, weights, 0.0, tuple(0.5 if n == on else 0.0 for n in names), (1.0,) * len(names))
+        return Logistic(
+            names, weights, 0.0, tuple(0.5 if n == on else 0.0 for n in names), (1.0,) * len(names)
+        )
 
     info = {"generator": generator, "adapter": None}
     return VerdictModel(follow(FEATURES), follow(LEXICAL_FEATURES), threshold, threshold, info)
@@ -135,7 +137,8 @@ def test_answers_are_not_taken_for_abstentions(text: str) -> None:
         ("What was the theme of Super Bowl 50?", "The theme of Super Bowl 50 was the golden anniversary [1].",
          "The golden anniversary [1]"),
         ("What was the average cost for a TV ad lasting 30 seconds during Super Bowl 50?",
-         "The average cost for a TV ad lasting 30 seconds during Super Bowl 50 was $5 million.", "$5 million"),
+         "The average cost for a TV ad lasting 30 seconds during Super Bowl 50 was $5 million.",
+         "$5 million"),
         ("Who handled the play-by-play for the Denver radio stations?",
          "Dave Logan handled the play-by-play for the Denver radio stations.", "Dave Logan"),
         ("Who founded it?", "According to the sources, Kublai Khan founded it (Yuan_dynasty_14) [1].",
@@ -181,7 +184,11 @@ def test_list_numbers_are_not_sentences() -> None:
     from rag_app.guard.text import split_sentences
 
     text = "The Doctors were:\n1. Peter Davison\n2. Tom Baker"
-    assert [s.text for s in split_sentences(text)] == ["The Doctors were:", "1. Peter Davison", "2. Tom Baker"]
+    assert [s.text for s in split_sentences(text)] == [
+        "The Doctors were:",
+        "1. Peter Davison",
+        "2. Tom Baker",
+    ]
 
 
 # -- chat ----------------------------------------------------------------------------------------------
@@ -220,7 +227,12 @@ def small_index(tmp_path_factory: pytest.TempPathFactory, settings, embedder) ->
         LoadedDocument(
             "/docs/tower.md",
             "markdown",
-            [Section("The Eiffel Tower was completed in 1889. It is made of wrought iron. It is 330 metres tall.")],
+            [
+                Section(
+                    "The Eiffel Tower was completed in 1889. It is made of wrought iron. "
+                    "It is 330 metres tall."
+                )
+            ],
         ),
     ]
     RAG(folder, settings, embedder=embedder).add_documents(docs)
@@ -228,7 +240,12 @@ def small_index(tmp_path_factory: pytest.TempPathFactory, settings, embedder) ->
 
 
 def _answerer(
-    folder: Path, settings, embedder, generator: ScriptedGenerator, verdict: VerdictModel | None = None, **guard
+    folder: Path,
+    settings,
+    embedder,
+    generator: ScriptedGenerator,
+    verdict: VerdictModel | None = None,
+    **guard,
 ) -> Answerer:
     s = settings.model_copy(deep=True)
     for key, value in guard.items():
@@ -277,12 +294,19 @@ def test_cited_short_answer_with_its_exact_span(small_index: Path, settings, emb
     assert len(cited) == 1 and cited[0].source == "/docs/paris.md"
     sentence = answer.grounding.sentences[0]
     assert sentence.source == 1 and sentence.exact and sentence.source_text == "Paris"
-    assert cited[0].text[sentence.source_start - cited[0].start : sentence.source_end - cited[0].start] == "Paris"
+    assert (
+        cited[0].text[sentence.source_start - cited[0].start : sentence.source_end - cited[0].start]
+        == "Paris"
+    )
     # the verifier was asked in the same conversation, about the model's own text, with its completion
     messages, completion = generator.verified[0]
-    assert messages[-1]["content"] == VERIFY_QUESTION and messages[-2]["content"] == "The answer is: Paris [1]"
+    assert (
+        messages[-1]["content"] == VERIFY_QUESTION and messages[-2]["content"] == "The answer is: Paris [1]"
+    )
     assert completion is not None and completion.text == "The answer is: Paris [1]"
-    assert answer.grounding.verifier == 0.95 and answer.grounding.features["mean_logprob"] == pytest.approx(-0.15)
+    assert answer.grounding.verifier == 0.95 and answer.grounding.features["mean_logprob"] == pytest.approx(
+        -0.15
+    )
     assert {"retrieval", "generation", "guard", "verifier", "total"} <= set(answer.timings)
 
 
@@ -326,7 +350,9 @@ def test_spanish_question_gets_a_spanish_abstention(small_index: Path, settings,
     assert generator.calls[0][-1]["content"].endswith("Answer in Spanish.")
 
 
-def test_stream_releases_only_checked_text_and_ends_as_the_answer(small_index: Path, settings, embedder) -> None:
+def test_stream_releases_only_checked_text_and_ends_as_the_answer(
+    small_index: Path, settings, embedder
+) -> None:
     answerer = _answerer(small_index, settings, embedder, ScriptedGenerator("Paris [1]"), enabled=True)
     stream = answerer.stream("What is the capital of France?")
     pieces = list(stream)

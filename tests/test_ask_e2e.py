@@ -31,7 +31,8 @@ def run(settings, embedder, tmp_path_factory: pytest.TempPathFactory):
         "RAG_APP_DATA_DIR": str(data_dir),
         "RAG_APP_GENERATOR__THREADS": "1",
         "RAG_APP_GENERATOR__MAX_NEW_TOKENS": "96",
-        "RAG_APP_GENERATOR__MODEL": "SmolLM2-135M-Instruct",  # the tiny model: fast (the 0.5B default: test_default_model.py)
+        # the tiny model: fast (the 0.5B default is tested in test_default_model.py)
+        "RAG_APP_GENERATOR__MODEL": "SmolLM2-135M-Instruct",
         "RAG_APP_GENERATOR__DTYPE": "float32",
     }
     env.pop("RAG_APP_CONFIG", None)

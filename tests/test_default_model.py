@@ -36,7 +36,9 @@ def run(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip("the default generator's wheels are not installed (requirements/qwen2.5-coder-0.5b.txt)")
     data_dir = tmp_path_factory.mktemp("data")
     env = {**os.environ, "RAG_APP_DATA_DIR": str(data_dir)}
-    for key in [k for k in env if k.startswith("RAG_APP_") and k not in ("RAG_APP_DATA_DIR", "RAG_APP_CACHE_DIR")]:
+    for key in [
+        k for k in env if k.startswith("RAG_APP_") and k not in ("RAG_APP_DATA_DIR", "RAG_APP_CACHE_DIR")
+    ]:
         env.pop(key)
 
     def _run(*args: str) -> subprocess.CompletedProcess[str]:

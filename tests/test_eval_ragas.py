@@ -445,7 +445,9 @@ def test_scoring_leaves_tiktoken_cache_dir_alone(settings, embedder, guard, monk
     assert "TIKTOKEN_CACHE_DIR" not in os.environ
 
 
-def test_the_default_local_judge_is_the_base_model_without_the_reader_adapter(settings: Any, tmp_path: Any) -> None:
+def test_the_default_local_judge_is_the_base_model_without_the_reader_adapter(
+    settings: Any, tmp_path: Any
+) -> None:
     """With no judge endpoint, RAGAS judges with the generator's base model: the packaged reader
     adapter writes short answers, not RAGAS's JSON."""
     from eval.runner import local_judge

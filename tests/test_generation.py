@@ -226,7 +226,11 @@ def test_verifier_reuses_the_answer_cache_and_agrees_with_a_fresh_pass(tiny: Any
     from rag_app.prompting import VERIFY_QUESTION
 
     done = tiny.generate(QUESTION, max_new_tokens=12)
-    ask = [*QUESTION, {"role": "assistant", "content": done.text}, {"role": "user", "content": VERIFY_QUESTION}]
+    ask = [
+        *QUESTION,
+        {"role": "assistant", "content": done.text},
+        {"role": "user", "content": VERIFY_QUESTION},
+    ]
     fresh = tiny.verify(ask)
     reused = tiny.verify(ask, completion=done)
     assert 0.0 < fresh < 1.0
@@ -248,7 +252,9 @@ def test_stream_returns_its_completion(tiny: Any) -> None:
     assert done.token_logprobs and done.state is not None
 
 
-def test_too_little_memory_is_one_clear_error(settings: Settings, tiny_folder: Path, monkeypatch: Any) -> None:
+def test_too_little_memory_is_one_clear_error(
+    settings: Settings, tiny_folder: Path, monkeypatch: Any
+) -> None:
     from rag_app import packaged
     from rag_app.errors import ModelNotFoundError
     from rag_app.generation.transformers_backend import TransformersGenerator
@@ -260,7 +266,9 @@ def test_too_little_memory_is_one_clear_error(settings: Settings, tiny_folder: P
     assert generator._model is None
 
 
-def test_auto_dtype_is_bfloat16_only_where_the_cpu_runs_it_fast(settings: Settings, tiny_folder: Path) -> None:
+def test_auto_dtype_is_bfloat16_only_where_the_cpu_runs_it_fast(
+    settings: Settings, tiny_folder: Path
+) -> None:
     from rag_app.generation.transformers_backend import TransformersGenerator, cpu_has_fast_bf16
 
     auto = settings.model_copy(update={"generator": settings.generator.model_copy(update={"dtype": "auto"})})
@@ -448,6 +456,22 @@ def test_openai_generate_and_stream(settings: Settings, server: tuple[OpenAIServ
     pieces = list(generator.stream(QUESTION, max_new_tokens=24))
     assert app.requests[-1]["stream"] is True
     assert len(pieces) > 1 and "".join(pieces) == local.text
+
+
+def test_openai_verifier_reads_the_servers_logprobs(
+    settings: Settings, server: tuple[OpenAIServer, str], tiny: Any
+) -> None:
+    from rag_app.prompting import VERIFY_QUESTION
+
+    app, url = server
+    generator = _served(settings, url)
+    ask = [
+        *QUESTION,
+        {"role": "assistant", "content": "Paris [1]"},
+        {"role": "user", "content": VERIFY_QUESTION},
+    ]
+    assert generator.verify(ask) == pytest.approx(tiny.verify(ask), abs=1e-4)
+    assert app.requests[-1]["logprobs"] is True and app.requests[-1]["max_tokens"] == 1
 
 
 def test_openai_sends_stop_strings(settings: Settings, server: tuple[OpenAIServer, str], tiny: Any) -> None:

@@ -146,6 +146,34 @@ class OpenAIGenerator:
         finally:
             response.close()
 
+    def verify(self, messages: Sequence[Message], *, completion: Completion | None = None) -> float:
+        """P(Yes) from the server's top log-probabilities of one token after ``messages``.
+
+        The server reads the prompt again (vLLM's prefix cache makes that cheap); a server that
+        returns no log-probabilities raises :class:`GeneratorError` (the answerer then goes on
+        without the verifier).
+        """
+        import math
+
+        client = self._openai()
+        request = self._request(messages, 1, 0.0, ())
+        try:
+            response = client.chat.completions.create(**request, logprobs=True, top_logprobs=10)
+        except Exception as exc:
+            self._raise(exc)
+        choice = response.choices[0] if response.choices else None
+        content = getattr(getattr(choice, "logprobs", None), "content", None)
+        if not content:
+            raise GeneratorError(f"generator server at {self.base_url} returned no logprobs for the verifier")
+        yes = no = 0.0
+        for top in content[0].top_logprobs or []:
+            word = top.token.strip().lower()
+            if word == "yes":
+                yes += math.exp(top.logprob)
+            elif word == "no":
+                no += math.exp(top.logprob)
+        return yes / (yes + no) if yes + no > 0 else 0.5
+
     def _deltas(self, response: Any) -> Iterator[str]:
         try:
             for chunk in response:
