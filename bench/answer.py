@@ -357,8 +357,15 @@ def main() -> None:
         "--verdict-out", type=Path, default=REPO_ROOT / "rag_app" / "guard" / "verdict-model.json"
     )
     parser.add_argument("--dialogues", action="store_true", help="run the two-turn dialogues only")
+    parser.add_argument(
+        "--refit-from", type=Path, default=None, help="fit the verdict again from a --fit-verdict results file"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.refit_from is not None:
+        saved = json.loads(args.refit_from.read_text(encoding="utf-8"))
+        _fit_rows(args, saved["answers"]["rag-app"], saved["verdict_info"])
+        return
     if args.dialogues:
         base = Settings.load().model_copy(deep=True)
         base.generator.threads = args.threads
@@ -441,20 +448,26 @@ def _neutral_verdict(rag: RAG) -> Any:
 
 
 def _fit(args: argparse.Namespace, rows: list[dict[str, Any]], systems: dict[str, Any]) -> None:
-    from eval.calibrate import Row, fit_verdict
-
-    fit_rows = [
-        Row(r["features"], r["f1"], r["answerable"]) for r in rows if r["features"] and not r["abstained"]
-    ]
-    first = next(r for r in rows if r["features"])
     info = {
         "fitted_on": f"SQuAD dev articles {DEV_ARTICLES[0]}-{DEV_ARTICLES[1]}, seed {args.seed}",
         "questions": len(rows),
         "generator": _generator_id(systems),
         "adapter": _adapter_id(systems),
-        "fitted": time.strftime("%Y-%m-%d"),
-        "example_features": sorted(first["features"]),
     }
+    out = args.out or RESULTS_DIR / "answer-squad-dev-fit.json"
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    saved["verdict_info"] = info
+    out.write_text(json.dumps(saved, indent=2, default=str) + "\n", encoding="utf-8")
+    _fit_rows(args, rows, info)
+
+
+def _fit_rows(args: argparse.Namespace, rows: list[dict[str, Any]], info: dict[str, Any]) -> None:
+    from eval.calibrate import Row, fit_verdict
+
+    fit_rows = [
+        Row(r["features"], r["f1"], r["answerable"]) for r in rows if r["features"] and not r["abstained"]
+    ]
+    info = {**info, "fitted": time.strftime("%Y-%m-%d")}
     model = fit_verdict(fit_rows, info)
     model.save(args.verdict_out)
     print(json.dumps({"threshold": model.threshold, **model.info}, indent=1))
@@ -512,7 +525,8 @@ def _write(
         )
         ratios["f1_rag_app_minus_llamaindex"] = round((base["f1"] or 0) - (li["f1"] or 0), 2)
     keep = ("id", "question", "answers", "answerable", "text", "draft", "abstained", "code", "score",
-            "verifier", "f1", "contains", "cites_gold", "draft_f1", "total_s", "features")  # fmt: skip
+            "verifier", "f1", "contains", "cites_gold", "draft_f1", "first_token_s", "total_s", "timings",
+            "features")  # fmt: skip
     payload = {
         "complete": complete,
         "settings": {

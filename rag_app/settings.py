@@ -158,8 +158,8 @@ class GuardSettings(_Section):
     """A guard model trained with ``rag-app guard train``; unset uses the packaged one."""
     verifier: bool = True
     """Ask the generator, after its answer, whether the answer is right (P(Yes) from one forward
-    pass over the KV cache it already has); off: the lexical guard and the answer's own
-    confidence decide."""
+    pass over the KV cache it already has); off, or for a generator the verdict was not fitted on:
+    the verdict's lexical model decides (guard support, copied span, question words around it)."""
     verdict_path: Path | None = None
     """The model that combines guard, verifier and confidence; unset uses the packaged one."""
     min_grounding: float | None = Field(None, ge=0.0, le=1.0)
