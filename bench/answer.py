@@ -56,7 +56,7 @@ from common import (
 from eval.answer_metrics import best_over_truths, exact_match, normalize_answer, token_f1
 from rag_app.documents import LoadedDocument, Section
 from rag_app.not_found import is_not_found
-from rag_app.prompting import strip_citations
+from rag_app.prompting import cited_numbers, strip_citations
 from rag_app.rag import RAG
 from rag_app.settings import Settings
 from rag_app.store.index import IndexStore
@@ -360,11 +360,19 @@ def main() -> None:
     parser.add_argument(
         "--refit-from", type=Path, default=None, help="fit the verdict again from a --fit-verdict results file"
     )
+    parser.add_argument(
+        "--recompute-features",
+        action="store_true",
+        help="with --refit-from: recompute span and question_cover from each answer and its prompt sources",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.refit_from is not None:
         saved = json.loads(args.refit_from.read_text(encoding="utf-8"))
-        _fit_rows(args, saved["answers"]["rag-app"], saved["verdict_info"])
+        rows = saved["answers"]["rag-app"]
+        if args.recompute_features:
+            _recompute_features(args, rows)
+        _fit_rows(args, rows, saved["verdict_info"])
         return
     if args.dialogues:
         base = Settings.load().model_copy(deep=True)
@@ -459,6 +467,27 @@ def _fit(args: argparse.Namespace, rows: list[dict[str, Any]], systems: dict[str
     saved["verdict_info"] = info
     out.write_text(json.dumps(saved, indent=2, default=str) + "\n", encoding="utf-8")
     _fit_rows(args, rows, info)
+
+
+def _recompute_features(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """``span`` and ``question_cover`` again, as the current code computes them, from the same
+    prompt sources (retrieval is deterministic); the generator's features are kept as measured."""
+    from rag_app.guard.verdict import span_and_cover
+
+    split = squad_split(args.data, "dev", args.questions, args.removed, args.seed)
+    base = Settings.load().model_copy(deep=True)
+    rag = build_rag_index(WORK_DIR / f"squad-removed-{args.seed}-index", split.passages, base)
+    answerer = rag.answerer
+    for row in rows:
+        if not row["features"] or row["abstained"]:
+            continue
+        draft = answerer._prepare(row["question"], None, (), None, None)
+        if draft.prompt is None:
+            continue
+        passages = [h.text for h in draft.prompt.sources]
+        span, cover = span_and_cover(row["question"], row["text"], passages, cited_numbers(row["text"]))
+        row["features"] = {**row["features"], "span": span, "question_cover": cover}
+    rag.close()
 
 
 def _fit_rows(args: argparse.Namespace, rows: list[dict[str, Any]], info: dict[str, Any]) -> None:

@@ -30,6 +30,9 @@ _LEADING_CITATION = re.compile(r"^\s*(?:\[\d{1,3}\]\s*)+")
 _CITATION = re.compile(r"\s*\[\d{1,3}(?:\s*[,–-]\s*\d{1,3})*\]")
 _WORD = re.compile(r"[^\W_]+(?:['’.\-][^\W_]+)*", re.UNICODE)
 _ARTICLES = frozenset({"the", "a", "an"})
+_LINKS = frozenset({"is", "was", "were", "are", "be", "been", "being", "called", "named", "known"})
+"""Words that end a subject echo ("The theme of Super Bowl 50 was"): the answer follows them."""
+_CONJUNCTIONS = frozenset({"and", "or", "but", "nor", "so", "then"})
 _PREFIX_SYMBOLS = "$£€¥#\"“'‘("
 
 ECHO_FILLER = frozenset(
@@ -104,6 +107,9 @@ def shorten(answer: str, question: str) -> str:
     first = kept[0].start()
     while first > 0 and body[first - 1] in _PREFIX_SYMBOLS:  # "$5 million", "#3", "“golden"
         first -= 1
+    while end - start > 1 and _norm(words[end - 1].group()) in _CONJUNCTIONS:  # "... pulls the oceans and"
+        end -= 1
+        kept = words[start:end]
     short = _balance_quotes(body[first : kept[-1].end()].strip(" ,;:-–"))
     if start > 0 and short[:1].islower():
         short = short[0].upper() + short[1:]
@@ -128,10 +134,17 @@ def _echo_length(
         return 0
     # the copula and prepositions after the echo go with it ("... was"); articles stay with the answer
     i = last
+    linked = False
     while i < len(words) and (w := _norm(words[i].group())) in ECHO_FILLER:
         if keep_articles and w in _ARTICLES:
             break
+        linked = linked or w in _LINKS
         i += 1
+    linked = linked or any(_norm(word.group()) in _LINKS for word in words[:last])
+    if keep_articles and not linked:
+        # a front cut must hold "is", "was", "called": "The Eiffel Tower in | Paris was completed in
+        # 1889" would leave a different claim
+        return 0
     return i
 
 

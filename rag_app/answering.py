@@ -345,6 +345,9 @@ class AnswerStream:
         pieces: list[str] = []
         released = ""
         completion: Completion | None = None
+        guard = answerer.settings.guard
+        # nothing is held back without a guard, or when it may pass anything: tokens go out as they come
+        live = answerer.guard is None or not guard.enabled or guard.on_unsupported == "pass"
         stream = answerer.generator.stream(
             draft.prompt.messages, max_new_tokens=g.max_new_tokens, temperature=g.temperature
         )
@@ -357,7 +360,7 @@ class AnswerStream:
             if not pieces:
                 draft.timings["first_token"] = time.perf_counter() - t0
             pieces.append(piece)
-            ready = self._clear_sentences("".join(pieces), released)
+            ready = piece if live else self._clear_sentences("".join(pieces), released)
             if ready:
                 released += ready
                 yield ready
@@ -379,6 +382,8 @@ class AnswerStream:
             rest = answer.content[len(released) :]
             if rest:
                 yield rest
+            return
+        if live:  # unguarded: the cleaned text differs from what was sent, but nothing was withdrawn
             return
         answer.withdrawn = True
         yield "\n\n" + reason("withdrawn", draft.language) + " " + answer.text

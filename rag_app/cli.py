@@ -246,7 +246,10 @@ def _print_passages(title: str, citations: Any, *, width: int) -> None:
 
 
 class _Progress:
-    """``searching ...``, ``writing ...``, ``checking ...`` on stderr, each line replacing the last."""
+    """``searching ...``, ``writing ...``, ``checking ...`` on a terminal's stderr, each replacing the last.
+
+    Off when stderr is not a terminal, so scripts and logs get only the answer and real errors.
+    """
 
     LABELS: ClassVar[dict[str, str]] = {
         "searching": "searching the documents",
@@ -260,13 +263,11 @@ class _Progress:
 
     def __call__(self, step: str) -> None:
         if self.enabled:
-            end = "" if sys.stderr.isatty() else "\n"
-            prefix = "\r\033[K" if sys.stderr.isatty() else ""
-            click.echo(f"{prefix}{self.LABELS.get(step, step)} ...{end}", nl=False, err=True)
+            click.echo(f"\r\033[K{self.LABELS.get(step, step)} ...", nl=False, err=True)
             self.shown = True
 
     def clear(self) -> None:
-        if self.shown and sys.stderr.isatty():
+        if self.shown:
             click.echo("\r\033[K", nl=False, err=True)
         self.shown = False
 
@@ -304,7 +305,7 @@ def ask(
     if as_json:
         print_json(rag.ask(question, k, source=source, formats=formats).to_dict())
         return
-    progress = _Progress(enabled=True)
+    progress = _Progress(enabled=sys.stderr.isatty())
     if stream is None:
         stream = sys.stdout.isatty()
     if not stream:

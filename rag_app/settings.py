@@ -115,11 +115,12 @@ class GeneratorSettings(_Section):
     the tiny ``SmolLM2-135M-Instruct``), a local folder, a GGUF file, or a hub id; with ``openai``,
     the served name."""
     backend: Literal["transformers", "openai", "llamacpp"] = "transformers"
-    adapter: str | None = "packaged"
-    """``packaged`` (default): rag-app's reader adapter for the packaged model when there is one
-    (short cited answers, abstentions, the verifier's yes/no; none for other models); a LoRA
-    adapter folder; ``promoted`` for the adapter registry's promoted one; unset for the bare model.
-    With ``openai``, the adapter's served model name (vLLM ``--lora-modules name=path``)."""
+    adapter: str | None = None
+    """Unset (default): the bare model. ``packaged``: rag-app's reader adapter for the packaged
+    0.5B (shorter SQuAD-style answers, but it abstains on some "what happens" questions the bare
+    model answers: opt-in until it generalises); a LoRA adapter folder; ``promoted`` for the adapter
+    registry's promoted one. With ``openai``, the adapter's served model name (vLLM
+    ``--lora-modules name=path``)."""
     base_url: str | None = None
     """With ``openai``: the server's URL, e.g. ``http://127.0.0.1:8000/v1``."""
     api_key: str | None = None

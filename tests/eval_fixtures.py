@@ -28,7 +28,13 @@ SAMPLES = [
     EvalSample("q3", "What causes the tides?", answers=["the gravity of the moon"]),
     EvalSample("q4", "What does lava cool into?", answers=["basalt"]),
 ]
-_SOURCE_1 = re.compile(r"\[1\] \([^)]*\)\n(.*?)(?:\n\n\[\d+\] \(|\n\nQuestion:)", re.S)
+_SOURCE_1 = re.compile(r"\[1\] (.*?)(?:\n\n\[\d+\] |\n\nQuestion:)", re.S)
+
+
+def source_1(prompt: str) -> str | None:
+    """The text of source [1] in a prompt (``[1] heading\\ntext``: the heading line dropped)."""
+    found = _SOURCE_1.search(prompt)
+    return found.group(1).strip().split("\n")[-1] if found else None
 
 
 class ExtractiveGenerator:
@@ -43,10 +49,10 @@ class ExtractiveGenerator:
     def _text(self, messages: Sequence[Message]) -> str:
         user = messages[-1]["content"]
         question = user.rsplit("Question:", 1)[-1]
-        first = _SOURCE_1.search(user)
+        first = source_1(user)
         if first is None:
             return NOT_FOUND
-        sentences = re.split(r"(?<=[.!?])\s+", first.group(1).strip())
+        sentences = re.split(r"(?<=[.!?])\s+", first)
         words = set(re.findall(r"\w+", question.lower()))
         best = max(sentences, key=lambda s: len(words & set(re.findall(r"\w+", s.lower()))))
         return best.rstrip(".") + " [1]."

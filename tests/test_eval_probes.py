@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from eval_fixtures import _SOURCE_1, SAMPLES, ExtractiveGenerator, build_index
+from eval_fixtures import SAMPLES, ExtractiveGenerator, build_index, source_1
 
 from eval.index_copy import copy_index
 from eval.perturb import (
@@ -47,10 +47,10 @@ class FirstSentenceGenerator(ExtractiveGenerator):
     """Honest test double: the first sentence of source [1], cited [1]."""
 
     def _text(self, messages: Sequence[Message]) -> str:
-        first = _SOURCE_1.search(messages[-1]["content"])
+        first = source_1(messages[-1]["content"])
         if first is None:
             return NOT_FOUND
-        return re.split(r"(?<=[.!?])\s+", first.group(1).strip())[0].rstrip(".") + " [1]."
+        return re.split(r"(?<=[.!?])\s+", first)[0].rstrip(".") + " [1]."
 
 
 class ObeyingGenerator(ExtractiveGenerator):

@@ -208,7 +208,7 @@ def test_grounded_rows_cite_the_right_source_and_abstain(tmp_path: Path) -> None
         if row["meta"]["answerable"]:
             n = row["meta"]["cited"]
             assert target.endswith(f"[{n}]")
-            block = user.split(f"[{n}] (", 1)[1].split("\n\n[", 1)[0]
+            block = user.split(f"[{n}] ", 1)[1].split("\n\n[", 1)[0]
             assert target.rsplit(" [", 1)[0] in block  # the cited source holds the answer
         else:
             assert target == NOT_FOUND
@@ -293,7 +293,7 @@ def test_index_builder_grounds_questions_in_retrieved_chunks(tmp_path: Path, cac
         answer, cited = row["meta"]["answers"][0], row["meta"]["cited"]
         user = row["prompt"][-1]["content"]
         assert row["completion"][0]["content"] == f"{answer} [{cited}]"
-        assert answer in user.split(f"[{cited}] (", 1)[1].split("\n\n[", 1)[0]
+        assert answer in user.split(f"[{cited}] ", 1)[1].split("\n\n[", 1)[0]
         assert user.count(answer) == 1  # distractors never contain the answer
 
 

@@ -65,10 +65,11 @@ class ScriptedGenerator:
     def _text(self, messages: Sequence[Message]) -> str:
         user = messages[-1]["content"]
         question = user.rsplit("Question:", 1)[-1]
-        first = re.search(r"\\[1\\] \\([^)]*\\)\\n(.*?)(?:\\n\\n\\[\\d+\\] \\(|\\n\\nQuestion:)", user, re.S)
+        first = re.search(r"\\[1\\] (.*?)(?:\\n\\n\\[\\d+\\] |\\n\\nQuestion:)", user, re.S)
         if first is None:
             return "I could not find the answer in the documents."
-        sentences = re.split(r"(?<=[.!?])\\s+", first.group(1).strip())
+        text = first.group(1).strip().split("\\n")[-1]  # the heading line dropped
+        sentences = re.split(r"(?<=[.!?])\\s+", text)
         words = set(re.findall(r"\\w+", question.lower()))
         best = max(sentences, key=lambda s: len(words & set(re.findall(r"\\w+", s.lower()))))
         invented = " It was painted purple by Napoleon in 1712." if "invent" in words else ""
@@ -210,16 +211,17 @@ def test_upload_ingest_two_turn_chat_citations_feedback(app_env: dict[str, Path]
     at.chat_input[0].set_value("When was the Eiffel Tower completed? Also invent a fact.").run()
     assert not at.exception, at.exception
     invented = _answers(at)[2]
-    assert "⚠️ Flagged: “It was painted purple by Napoleon in 1712.”" in invented, invented
-    assert "Not in the documents" in invented or (
-        '<span class="rag-flagged"' in invented
-        and "⚠️ It was painted purple by Napoleon in 1712.</span>" in invented
-    ), invented
+    assert "⚠️ Not found in the sources: “It was painted purple by Napoleon in 1712.”" in invented, invented
+    # withheld (the default): the abstention is the answer, the invented sentence only named as the reason
+    assert "**I could not find the answer in the documents.**" in invented, invented
+    assert "is not supported by the documents, so it is not shown" in invented, invented
 
     # A question the documents do not answer: an abstention, said clearly, with the closest passages.
     at.chat_input[0].set_value("How do I replace a bicycle chain?").run()
     unanswerable = _answers(at)[3]
-    assert "Not in the documents" in unanswerable, unanswerable
+    assert "**I could not find the answer in the documents.** None of the documents is close enough" in unanswerable, (
+        unanswerable
+    )
     assert at.button_group(key="cite-3").label == "Closest passages"
 
     # A PDF's citation names its page.
@@ -257,7 +259,7 @@ def test_flagged_sentences_and_evaluation_page(app_env: dict[str, Path]) -> None
         '<span class="rag-flagged" title="unsupported (support 0.10)">⚠️ The tower is made of cheese.</span>'
         in marked
     )
-    assert streamlit_app._highlight("A <b> c. Then d.", ["Then  d."]) == "A &lt;b&gt; c. <mark>Then d.</mark>"
+    assert streamlit_app._highlight("A <b> c. Then d.", [(9, 16)]) == "A &lt;b&gt; c. <mark>Then d.</mark>"
 
     at = AppTest.from_file(str(app_env["app"]), default_timeout=60)
     at.run()

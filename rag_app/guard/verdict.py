@@ -12,9 +12,10 @@ verdict adds what says whether the answer fits the *question*:
 * ``question_cover``: how many of the question's content words the sentence around that span holds
   (a right span sits among the question's words; a distractor span rarely does);
 * ``lexical``: the lexical guard's support of the answer;
-* ``retrieval``: the best passage's dense similarity to the question;
-* ``cites_best``: the answer cites source [1], the best retrieved passage;
-* ``answer_words``: its length (capped at 30 words, scaled to 1): long answers hedge or pad.
+* ``cites_best``: the answer cites source [1], the best retrieved passage.
+
+``retrieval`` (the best passage's similarity) and ``answer_words`` (its length) are logged with
+them but not weighed: they describe the corpus and the question type more than the answer.
 
 The weights are fitted on answers of the packaged generator to SQuAD dev articles 1-16 only
 (``bench/answer.py --fit-verdict``); articles 17-24 measure it. Backends without a verifier or
@@ -41,11 +42,12 @@ FEATURES = (
     "min_logprob",
     "span",
     "question_cover",
-    "retrieval",
     "cites_best",
-    "answer_words",
 )
-LEXICAL_FEATURES = ("lexical", "span", "question_cover", "retrieval", "cites_best", "answer_words")
+"""What the verdict weighs. ``retrieval`` and ``answer_words`` are computed and logged but not
+weighed: a passage's similarity and an answer's length depend on the corpus and the question type,
+so weights fitted on SQuAD would withhold right answers elsewhere (long "how" answers, FAQ pages)."""
+LEXICAL_FEATURES = ("lexical", "span", "question_cover", "cites_best")
 """What every backend can compute (no verifier, no log-probabilities)."""
 DEFAULT_MODEL = Path(__file__).with_name("verdict-model.json")
 FORMAT = "rag-app-verdict"
@@ -157,7 +159,7 @@ def answer_features(
     token_logprobs: Sequence[float] = (),
 ) -> dict[str, float | None]:
     """The verdict's inputs for one answer (``cited``: its 1-based source numbers)."""
-    span, cover = _span_and_cover(question, answer, passages, cited)
+    span, cover = span_and_cover(question, answer, passages, cited)
     logprobs = [max(-10.0, lp) for lp in token_logprobs]
     return {
         "lexical": float(lexical),
@@ -172,23 +174,55 @@ def answer_features(
     }
 
 
-def _span_and_cover(
+def span_and_cover(
     question: str, answer: str, passages: Sequence[str], cited: Sequence[int]
 ) -> tuple[float, float]:
-    needle = _norm_text(_CITATION.sub("", answer))
-    if len(needle) < 2:
+    """``span``: 1 when the answer's words are a run of a cited passage's words (0.5: another
+    passage's, 0: none); ``question_cover``: the share of the question's content words in the
+    sentences around that run (the sentence before it included: a heading or an FAQ question)."""
+    needle = [w.lower() for w in tokens(_CITATION.sub("", answer))]
+    if not needle or len("".join(needle)) < 2:
         return 0.0, 0.0
-    q_stems = {stem(w.lower()) for w in tokens(question) if is_content(w.lower())}
-    order = [n - 1 for n in cited if 0 < n <= len(passages)]
-    order += [i for i in range(len(passages)) if i not in order]
+    q_stems = {stem(w.lower()) for w in tokens(asked_part(question)) if is_content(w.lower())}
+    cited_index = [n - 1 for n in cited if 0 < n <= len(passages)]
+    order = cited_index + [i for i in range(len(passages)) if i not in cited_index]
     for i in order:
-        for sentence in split_sentences(passages[i]):
-            if needle in _norm_text(sentence.text):
-                s_stems = {stem(w.lower()) for w in tokens(sentence.text)}
-                cover = len(q_stems & s_stems) / len(q_stems) if q_stems else 0.0
-                return (1.0 if i in [n - 1 for n in cited] else 0.5), cover
+        words: list[str] = []
+        sentence_of: list[int] = []
+        sentences = split_sentences(passages[i])
+        for j, sentence in enumerate(sentences):
+            found = [w.lower() for w in tokens(sentence.text)]
+            words += found
+            sentence_of += [j] * len(found)
+        best: float | None = None
+        for at in _find_runs(words, needle):  # "No" may be in several sentences: the one by the question
+            first, last = sentence_of[at], sentence_of[at + len(needle) - 1]
+            window = {
+                stem(w.lower())
+                for sentence in sentences[max(0, first - 1) : last + 1]
+                for w in tokens(sentence.text)
+            }
+            cover = len(q_stems & window) / len(q_stems) if q_stems else 0.0
+            best = cover if best is None else max(best, cover)
+        if best is not None:
+            return (1.0 if i in cited_index else 0.5), best
     return 0.0, 0.0
 
 
-def _norm_text(text: str) -> str:
-    return " ".join(w.lower() for w in tokens(text))
+def _find_runs(words: Sequence[str], needle: Sequence[str]) -> list[int]:
+    """Every start of ``needle`` as a run of consecutive ``words``."""
+    n = len(needle)
+    return [k for k in range(len(words) - n + 1) if words[k] == needle[0] and list(words[k : k + n]) == list(needle)]
+
+
+def asked_part(question: str) -> str:
+    """The sentence that asks: "I am a nurse. What causes the tides?" -> "What causes the tides?".
+
+    Context a person puts before the question ("I am a nurse.") need not be in the passage that
+    answers it; only the asking sentence's words count towards ``question_cover``.
+    """
+    sentences = [s.text for s in split_sentences(question) if s.text.strip()]
+    asking = [s for s in sentences if "?" in s]
+    return asking[-1] if asking else question
+
+
