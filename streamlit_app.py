@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -277,7 +278,8 @@ def _highlight(text: str, ranges: list[tuple[int, int]]) -> str:
     for start, end in sorted(ranges):
         if start < cursor:
             continue
-        out.append(_escape(text[cursor:start]) + "<mark>" + _escape(text[start:end]) + "</mark>")
+        marked = re.sub(r"(\s*\n\s*)", r"</mark>\1<mark>", _escape(text[start:end]))  # one per paragraph
+        out.append(_escape(text[cursor:start]) + "<mark>" + marked + "</mark>")
         cursor = end
     out.append(_escape(text[cursor:]))
     return "".join(out)

@@ -494,7 +494,7 @@ def _fit_rows(args: argparse.Namespace, rows: list[dict[str, Any]], info: dict[s
     from eval.calibrate import Row, fit_verdict
 
     fit_rows = [
-        Row(r["features"], r["f1"], r["answerable"]) for r in rows if r["features"] and not r["abstained"]
+        Row(r["features"], r["f1"], r["answerable"], bool(r.get("contains"))) for r in rows if r["features"] and not r["abstained"]
     ]
     info = {**info, "fitted": time.strftime("%Y-%m-%d")}
     model = fit_verdict(fit_rows, info)

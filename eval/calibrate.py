@@ -2,8 +2,9 @@
 
 Input: one row per answered question with the verdict's features (``Answer.grounding.features``,
 the answer produced with ``guard.on_unsupported = "pass"`` so nothing is withheld) and whether the
-answer was right (SQuAD F1 >= 0.5 against the gold answers; a question whose passage was removed
-from the index has no right answer). A logistic regression (scikit-learn, standardised features,
+answer was right (SQuAD F1 >= 0.5 against the gold answers, or a gold answer inside it: a sentence
+answer holding it is right for a reader; a question whose passage was removed from the index has
+no right answer). A logistic regression (scikit-learn, standardised features,
 L2) is fitted twice: on every feature, and on the features any backend has. The threshold is
 picked on the same rows from three error rates the app is judged by (wrong answers shown, right
 answers withheld, answers shown where the documents lack the answer): the smallest sum among the
@@ -28,6 +29,17 @@ class Row:
     features: dict[str, float | None]
     f1: float
     answerable: bool
+    contains: bool = False
+    """A gold answer is inside the answer (SQuAD-normalised)."""
+
+    @property
+    def right(self) -> bool:
+        return self.answerable and (self.f1 >= RIGHT_F1 or self.contains)
+
+    @property
+    def wrong(self) -> bool:
+        """Wrong for a reader: no word of a gold answer, and none inside it."""
+        return self.f1 == 0 and not self.contains
 
 
 def fit_logistic(rows: Sequence[Row], names: Sequence[str], c: float = 1.0) -> Logistic:
@@ -36,7 +48,7 @@ def fit_logistic(rows: Sequence[Row], names: Sequence[str], c: float = 1.0) -> L
     from sklearn.linear_model import LogisticRegression
 
     x = np.array([[float(r.features[n] or 0.0) for n in names] for r in rows], dtype=np.float64)
-    y = np.array([r.answerable and r.f1 >= RIGHT_F1 for r in rows], dtype=np.int64)
+    y = np.array([r.right for r in rows], dtype=np.int64)
     if len(set(y.tolist())) < 2:
         raise ValueError("the rows need both right and wrong answers to fit the verdict")
     means = x.mean(axis=0)
@@ -55,15 +67,16 @@ def fit_logistic(rows: Sequence[Row], names: Sequence[str], c: float = 1.0) -> L
 def decision_errors(rows: Sequence[Row], scores: Sequence[float], threshold: float) -> dict[str, float]:
     """The app's error rates if answers scoring below ``threshold`` are withheld.
 
-    ``wrong_shown`` and ``right_withheld`` are shares of the answerable questions (F1 = 0 shown;
-    F1 >= 0.8 withheld); ``shown_unanswerable`` is the share of removed-passage questions answered.
+    ``wrong_shown`` and ``right_withheld`` are shares of the answerable questions (F1 = 0 and no gold
+    answer inside, shown; F1 >= 0.8 or a gold answer inside, withheld); ``shown_unanswerable`` is the
+    share of removed-passage questions answered.
     """
     answerable = [(r, s) for r, s in zip(rows, scores, strict=True) if r.answerable]
     missing = [(r, s) for r, s in zip(rows, scores, strict=True) if not r.answerable]
     n, m = max(1, len(answerable)), max(1, len(missing))
     return {
-        "wrong_shown": sum(s >= threshold and r.f1 == 0 for r, s in answerable) / n,
-        "right_withheld": sum(s < threshold and r.f1 >= 0.8 for r, s in answerable) / n,
+        "wrong_shown": sum(s >= threshold and r.wrong for r, s in answerable) / n,
+        "right_withheld": sum(s < threshold and (r.f1 >= 0.8 or r.contains) for r, s in answerable) / n,
         "shown_unanswerable": sum(s >= threshold for _, s in missing) / m,
         "shown": sum(s >= threshold for _, s in answerable) / n,
     }
@@ -92,8 +105,8 @@ def pick_threshold(rows: Sequence[Row], scores: Sequence[float]) -> tuple[float,
 
 def auroc(rows: Sequence[Row], scores: Sequence[float]) -> float:
     """Area under the ROC curve of ``scores`` for right (positive) against wrong answers."""
-    pos = [s for r, s in zip(rows, scores, strict=True) if r.answerable and r.f1 >= RIGHT_F1]
-    neg = [s for r, s in zip(rows, scores, strict=True) if not (r.answerable and r.f1 >= RIGHT_F1)]
+    pos = [s for r, s in zip(rows, scores, strict=True) if r.right]
+    neg = [s for r, s in zip(rows, scores, strict=True) if not r.right]
     if not pos or not neg:
         return math.nan
     wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
@@ -114,7 +127,7 @@ def fit_verdict(rows: Sequence[Row], info: dict[str, Any]) -> VerdictModel:
     model.info = {
         **info,
         "rows": len(rows),
-        "right": sum(r.answerable and r.f1 >= RIGHT_F1 for r in rows),
+        "right": sum(r.right for r in rows),
         "unanswerable": sum(not r.answerable for r in rows),
         "fit_auroc": round(auroc(rows, scores), 4),
         "fit_errors_at_threshold": {k: round(v, 4) for k, v in errors.items()},

@@ -449,14 +449,18 @@ def test_the_default_local_judge_is_the_base_model_without_the_reader_adapter(
     settings: Any, tmp_path: Any
 ) -> None:
     """With no judge endpoint, RAGAS judges with the generator's base model: the packaged reader
-    adapter writes short answers, not RAGAS's JSON."""
+    adapter writes short answers, not RAGAS's JSON. The bare default shares its one loaded model."""
     from eval.runner import local_judge
     from rag_app.rag import RAG
     from rag_app.settings import DEFAULT_GENERATOR, Settings
 
     defaults = Settings(cache_dir=settings.cache_dir)
-    assert defaults.eval.judge_local and defaults.generator.adapter == "packaged"
-    rag = RAG(tmp_path / "index", defaults)
+    assert defaults.eval.judge_local and defaults.generator.adapter is None
+    bare = RAG(tmp_path / "index", defaults)
+    assert local_judge(bare) is bare.generator  # no second copy of the model in memory
+    with_adapter = defaults.model_copy(deep=True)
+    with_adapter.generator.adapter = "packaged"
+    rag = RAG(tmp_path / "index", with_adapter)
     judge = local_judge(rag)
     assert judge.model_id == DEFAULT_GENERATOR and judge.adapter_id is None
     assert rag.generator.adapter_id == "qwen2.5-coder-0.5b-reader"  # the answers still use it

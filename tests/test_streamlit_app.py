@@ -421,7 +421,7 @@ def test_real_chromium_asks_clicks_a_citation_and_screenshots(
             # A second turn with an invented sentence: the guard's flag is shown in the page.
             box.fill("When was the Eiffel Tower completed? Also invent a fact.")
             box.press("Enter")
-            flag = page.get_by_text("Flagged:", exact=False)
+            flag = page.get_by_text("Not found in the sources:", exact=False)
             flag.first.wait_for(timeout=60_000)
             page.wait_for_timeout(500)
             page.screenshot(path=str(tmp_path / "flagged.png"), full_page=True)
