@@ -555,7 +555,7 @@ def _write(
         ratios["f1_rag_app_minus_llamaindex"] = round((base["f1"] or 0) - (li["f1"] or 0), 2)
     keep = ("id", "question", "answers", "answerable", "text", "draft", "abstained", "code", "score",
             "verifier", "f1", "contains", "cites_gold", "draft_f1", "first_token_s", "total_s", "timings",
-            "features")  # fmt: skip
+            "features", "sources", "cited")  # fmt: skip
     payload = {
         "complete": complete,
         "settings": {

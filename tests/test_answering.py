@@ -393,3 +393,22 @@ def test_packaged_verdict_model_loads_and_is_calibrated() -> None:
     model = VerdictModel.load(DEFAULT_MODEL)
     assert 0.0 < model.threshold < 1.0 and model.full.features == FEATURES
     assert model.info["generator"] == "Qwen2.5-Coder-0.5B-Instruct" and "1-16" in model.info["fitted_on"]
+
+
+def test_threshold_keeps_abstention_target_and_balances_answer_errors() -> None:
+    from eval.calibrate import Row, decision_errors, pick_threshold
+
+    features: dict[str, float | None] = {}
+    right = [Row(features, 1.0, True) for _ in range(6)]
+    wrong = [Row(features, 0.0, True) for _ in range(4)]
+    missing = [Row(features, 0.0, False) for _ in range(5)]
+    rows = right + wrong + missing
+    # right answers score 0.3-0.8, wrong ones 0.2-0.5, answers without a passage 0.1-0.5
+    scores = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8] + [0.2, 0.3, 0.4, 0.5] + [0.1, 0.2, 0.3, 0.4, 0.5]
+    threshold, errors = pick_threshold(rows, scores)
+    assert errors == decision_errors(rows, scores, threshold)
+    # no threshold meets every target; the abstention limit (<= 1 of 5 shown) holds: threshold > 0.4
+    assert errors["shown_unanswerable"] <= 0.2
+    # 0.41-0.50 withholds 2 right and shows 1 wrong (sum 0.3), 0.51-0.60 withholds 3 and shows none
+    # (a tie: the lower one shows more), higher withholds more
+    assert threshold == 0.41 and errors["wrong_shown"] == 0.1 and errors["right_withheld"] == 0.2
