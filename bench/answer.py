@@ -9,8 +9,8 @@ The answerable questions come from the passages that stay. One index (rag-app:
 ``RAG.add_documents``, one document per passage; LlamaIndex: ``VectorStoreIndex`` +
 ``HuggingFaceEmbedding`` + ``FaissVectorStore`` over the same passages) serves both kinds.
 
-Systems (``--systems``): ``rag-app`` (the defaults: Qwen2.5-Coder-0.5B + its packaged reader
-adapter, guard and verifier), ``rag-app-1.5b`` (Qwen2.5-Coder-1.5B, no adapter), ``rag-app-135m``
+Systems (``--systems``): ``rag-app`` (the defaults: Qwen2.5-Coder-0.5B, no adapter, guard and
+verifier), ``rag-app-1.5b`` (Qwen2.5-Coder-1.5B, no adapter), ``rag-app-135m``
 (SmolLM2-135M), ``llamaindex`` (``as_query_engine(similarity_top_k=3, streaming=True)`` with
 ``HuggingFaceLLM`` over the converted 0.5B folder in bfloat16, its chat template, no adapter: the
 model a user of LlamaIndex would load). They take turns question by question, so load from other

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune.config import TrainArgs, TrainingError, save_config
+from finetune.config import LoraArgs, TrainArgs, TrainingError, save_config
 from rag_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,10 @@ def train_and_evaluate(
         "peak_rss_mb": peak_rss_mb(),
     }
     history = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    tokens = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
+    if tokens and seconds > 0:  # TRL's trainers count the tokens they trained on
+        metrics["train_tokens"] = int(tokens[-1])
+        metrics["train_tokens_per_s"] = round(float(tokens[-1]) / seconds, 1)
     if has_validation:
         evaluated = trainer.evaluate()
         loss = float(evaluated["eval_loss"])
@@ -210,3 +214,125 @@ def causal_lm_trainer(
         eval_dataset=Dataset.from_dict({"input_ids": validation}),
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
     )
+
+
+def adapter_path(ref: str, settings: Settings) -> tuple[Path, Any]:
+    """An adapter given as a folder or a registry name: its folder and its registry record (or None)."""
+    from finetune.registry import Registry
+
+    folder = Path(ref).expanduser()
+    if (folder / "adapter_config.json").is_file():
+        return folder, None
+    record = Registry.from_settings(settings).get(ref)
+    if record is None:
+        raise TrainingError(
+            f"{ref!r} is neither an adapter folder (with adapter_config.json) nor a registered adapter"
+        )
+    return record.path, record
+
+
+def check_adapter_base(ref: str, record: Any, folder: Path, base: Path) -> None:
+    """Refuse an adapter trained on other base weights than ``base`` (it would load and mislead)."""
+    from rag_app.models import weights_digest
+
+    expected = record.base_hash if record is not None else _saved_base_hash(folder)
+    if expected is not None and expected != weights_digest(base):
+        raise TrainingError(
+            f"adapter {ref} was trained on base weights {expected}, but {base} has {weights_digest(base)}: "
+            "train it again on this base, or set model to the base it was trained on"
+        )
+
+
+def _saved_base_hash(folder: Path) -> str | None:
+    path = folder / "rag-app-base.json"
+    if not path.is_file():
+        return None
+    return str(json.loads(path.read_text(encoding="utf-8")).get("base_hash") or "") or None
+
+
+def save_base_record(weights: Path, model: str, base: Path) -> None:
+    """Write which base the weights in ``weights`` were trained on (checked when they are loaded)."""
+    from rag_app.models import weights_digest
+
+    record = {"base_model": model, "base_hash": weights_digest(base)}
+    (weights / "rag-app-base.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def register_run(
+    *,
+    name: str | None,
+    output_dir: Path,
+    weights: Path,
+    model: str,
+    base: Path,
+    method: str,
+    data: Path,
+    hyperparameters: dict[str, Any],
+    metrics: dict[str, Any],
+    settings: Settings,
+) -> str:
+    """Record an adapter in the registry with its base's hash and its data's hash; returns its name."""
+    from finetune.data import file_sha256
+    from finetune.registry import Registry
+    from rag_app.models import weights_digest
+
+    name = name or f"{output_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    Registry.from_settings(settings).register(
+        name,
+        weights,
+        base_model=model,
+        base_hash=weights_digest(base),
+        method=method,
+        data_hash=file_sha256(data)[:16],
+        hyperparameters=hyperparameters,
+        metrics=metrics,
+    )
+    return name
+
+
+def free_memory_bytes() -> int | None:
+    """Memory available to start new work (Linux ``MemAvailable``), or ``None`` when unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def model_bytes(folder: Path) -> int:
+    """The size of a model folder's weights on disk (about its size in memory at that precision)."""
+    return sum(p.stat().st_size for p in folder.glob("*.safetensors")) or sum(
+        p.stat().st_size for p in folder.glob("*.bin")
+    )
+
+
+def lora_config(
+    lora: LoraArgs, base: Path, task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None
+) -> Any:
+    """The PEFT LoRA config for ``lora`` on the model in ``base`` (``top_layers`` made layer indices)."""
+    from peft import LoraConfig, TaskType
+
+    layers = None
+    if lora.top_layers is not None:
+        total = layer_count(base)
+        layers = list(range(max(0, total - lora.top_layers), total))
+    return LoraConfig(
+        task_type=TaskType(task_type),
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        layers_to_transform=layers,
+        modules_to_save=modules_to_save,
+    )
+
+
+def layer_count(base: Path) -> int:
+    """The number of decoder layers of the model in ``base`` (from its config.json)."""
+    config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    count = config.get("num_hidden_layers") or config.get("n_layer")
+    if not count:
+        raise TrainingError(f"{base}/config.json names no num_hidden_layers: cannot pick the top layers")
+    return int(count)

@@ -208,8 +208,172 @@ class GroundedDataRecipe(_Config):
     """Folder for train.jsonl, validation.jsonl and data_card.json."""
 
 
+RuleNegative = Literal[
+    "distractor_span", "swapped_fact", "wrong_citation", "false_abstention", "answered_unanswerable"
+]
+RULE_NEGATIVES: tuple[RuleNegative, ...] = (
+    "distractor_span", "swapped_fact", "wrong_citation", "false_abstention", "answered_unanswerable"
+)  # fmt: skip
+"""The negatives made by rules from a grounded example (see :mod:`finetune.preferences`)."""
+
+
+class PreferenceRecipe(_Config):
+    """``rag-app finetune preferences``: preference pairs (prompt, chosen, rejected) with a data card."""
+
+    recipe: Literal["preferences"] = "preferences"
+    squad: Path | None = Path("../shared/data/squad-dev")
+    """A SQuAD-style folder (passages.jsonl + qa.jsonl) for contrastive pairs; null: none."""
+    articles: tuple[int, int] | None = (1, 16)
+    """1-based inclusive range of the SQuAD articles to use."""
+    jsonl: Path | None = None
+    """question/context/answer JSONL rows for contrastive pairs (what eval's selection writes)."""
+    index: Path | None = None
+    """An index folder for contrastive pairs grounded in it (with ``questions``)."""
+    questions: Path | None = None
+    """With ``index``: JSONL of ``{"question", "answer"}`` rows."""
+    distractors: int = Field(2, ge=1, le=20)
+    """Distractor passages shown with the right one (the hard negatives come from them)."""
+    unanswerable_share: float = Field(0.2, ge=0.0, lt=1.0)
+    """Share of questions shown without their passage (chosen = the abstention sentence)."""
+    negatives: list[RuleNegative] = Field(default_factory=lambda: list(RULE_NEGATIVES))
+    """The rule-made negative types to build."""
+    model_negatives: int = Field(0, ge=0)
+    """Ask the generator this many prompts and keep its wrong answers as ``model_wrong`` pairs."""
+    model: str | None = None
+    """The generator for ``model_negatives`` (default: the configured ``generator.model``)."""
+    halueval: Path | None = Path("../shared/data/halueval-qa/qa_pairs.jsonl")
+    """HaluEval QA pairs (right vs hallucinated answer); null: none."""
+    halueval_pairs: tuple[int, int] = (0, 3999)
+    """Inclusive range of HaluEval ``pair_id`` to use (4,000-4,999 are kept for evaluation)."""
+    feedback: Path | None = None
+    """A data folder with the app's ``feedback.sqlite``: corrections and thumbs up over down."""
+    max_per_type: int | None = Field(1000, ge=1)
+    """At most this many pairs of each type (a seeded sample), so no type dominates."""
+    validation_share: float = Field(0.1, ge=0.0, lt=0.9)
+    """Share of source documents (articles, passages, questions) held out, whole."""
+    seed: int = 0
+    out: Path = Path("data/preferences")
+    """Folder for train.jsonl, validation.jsonl and data_card.json."""
+
+    @model_validator(mode="after")
+    def _check(self) -> PreferenceRecipe:
+        if self.halueval_pairs[0] > self.halueval_pairs[1]:
+            raise ValueError(f"halueval_pairs must be (first, last), got {self.halueval_pairs}")
+        return self
+
+
+class PreferenceData(_Config):
+    """Preference pairs written by ``rag-app finetune preferences`` (or JSONL of the same rows)."""
+
+    train: Path = Path("data/preferences/train.jsonl")
+    """JSONL of ``{"prompt": [...], "chosen": [...], "rejected": [...]}`` rows (``meta`` optional)."""
+    validation: Path | None = Path("data/preferences/validation.jsonl")
+    max_train_rows: int | None = Field(None, ge=1)
+    max_validation_rows: int | None = Field(None, ge=1)
+
+
+class RewardRecipe(_Config):
+    """``rag-app finetune reward``: a reward model (a scalar head over a LoRA-adapted model) trained
+    with TRL's ``RewardTrainer`` to score chosen above rejected."""
+
+    recipe: Literal["reward"] = "reward"
+    model: str = "SmolLM2-135M-Instruct"
+    """Base model: a packaged generator name or a local folder (any model with a classification head)."""
+    data: PreferenceData = Field(default_factory=PreferenceData)
+    train: TrainArgs = Field(default_factory=lambda: TrainArgs(learning_rate=1e-4, max_seq_length=512))
+    lora: LoraArgs = Field(default_factory=LoraArgs)
+    center_rewards_coefficient: float | None = Field(None, ge=0.0)
+    """Pull the rewards' mean towards 0 (Eisenstein et al., 2023); unset: off."""
+    guard_baseline: bool = True
+    """Also score the validation pairs with the guard (a reward with no training) for comparison."""
+    register_adapter: bool = True
+    name: str | None = None
+
+
+class DPORecipe(_Config):
+    """``rag-app finetune dpo``: direct preference optimisation of a LoRA adapter (TRL's ``DPOTrainer``)."""
+
+    recipe: Literal["dpo"] = "dpo"
+    model: str = "SmolLM2-135M-Instruct"
+    sft_adapter: str | None = None
+    """Start from this SFT adapter (a folder or a registry name): the usual SFT -> DPO order. The
+    reference is then the SFT model; without it, a fresh LoRA adapter on the base model."""
+    data: PreferenceData = Field(default_factory=PreferenceData)
+    train: TrainArgs = Field(default_factory=lambda: TrainArgs(learning_rate=5e-5, max_seq_length=512))
+    lora: LoraArgs = Field(default_factory=LoraArgs)
+    beta: float = Field(0.1, gt=0.0)
+    """How far the policy may move from the reference (the KL weight; IPO's regulariser)."""
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"
+    """sigmoid (the DPO paper) | ipo (Azar et al., bounded) | hinge (SLiC) | robust (noisy labels)."""
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
+    """Assumed share of flipped labels (``robust`` and ``sigmoid``)."""
+    reference: Literal["adapter-disabled", "copy"] = "adapter-disabled"
+    """adapter-disabled: the reference is the same weights with the new adapter switched off (no
+    second copy in memory); copy: a second frozen model (checked against free memory first)."""
+    register_adapter: bool = True
+    name: str | None = None
+
+
+class RLHFRecipe(_Config):
+    """``rag-app finetune rlhf``: online RL (TRL's GRPO or RLOO) of a LoRA policy against a reward
+    for grounded, cited answers and right abstentions, with a KL penalty to the reference."""
+
+    recipe: Literal["rlhf"] = "rlhf"
+    algorithm: Literal["grpo", "rloo"] = "grpo"
+    model: str = "SmolLM2-135M-Instruct"
+    sft_adapter: str | None = None
+    """Start the policy from this adapter (a folder or a registry name)."""
+    data: PreferenceData = Field(default_factory=PreferenceData)
+    """Prompts (with their sources and gold answers in ``meta``) come from preference rows."""
+    train: TrainArgs = Field(
+        default_factory=lambda: TrainArgs(
+            learning_rate=1e-5, max_seq_length=512, batch_size=4, logging_steps=1
+        )
+    )
+    lora: LoraArgs = Field(default_factory=LoraArgs)
+    reward_model: str | None = None
+    """A reward model from ``rag-app finetune reward`` (a folder or a registry name); unset: none."""
+    reward_model_weight: float = Field(1.0, ge=0.0)
+    guard_weight: float = Field(1.0, ge=0.0)
+    """Weight of the guard's support score of the answer against the prompt's sources (0 to 1)."""
+    citation_penalty: float = Field(0.5, ge=0.0)
+    """Subtracted when an answer cites nothing, a source that does not exist, or not the right one."""
+    abstention_bonus: float = Field(0.5, ge=0.0)
+    """Added for the abstention sentence when the sources lack the answer (subtracted when they hold it)."""
+    unsupported_penalty: float = Field(1.0, ge=0.0)
+    """Subtracted for an answer where the sources lack one."""
+    beta: float = Field(0.04, ge=0.0)
+    """KL penalty to the reference policy (0: none)."""
+    num_generations: int = Field(4, ge=2)
+    """Answers sampled per prompt (the group the advantages are computed in)."""
+    max_completion_length: int = Field(32, ge=4)
+    """Tokens per sampled answer: answers are short, and 2 cores sample slowly."""
+    temperature: float = Field(0.9, gt=0.0)
+    register_adapter: bool = True
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RLHFRecipe:
+        if self.train.batch_size % self.num_generations:
+            raise ValueError(
+                f"train.batch_size ({self.train.batch_size}) must be a multiple of num_generations "
+                f"({self.num_generations}): each batch holds whole groups of answers"
+            )
+        if self.reward_model is None and self.guard_weight == 0:
+            raise ValueError("no reward: set reward_model or a guard_weight above 0")
+        return self
+
+
 Recipe = Annotated[
-    SFTRecipe | CausalPretrainRecipe | MaskedPretrainRecipe | ContinuedPretrainRecipe | GroundedDataRecipe,
+    SFTRecipe
+    | CausalPretrainRecipe
+    | MaskedPretrainRecipe
+    | ContinuedPretrainRecipe
+    | GroundedDataRecipe
+    | PreferenceRecipe
+    | RewardRecipe
+    | DPORecipe
+    | RLHFRecipe,
     Field(discriminator="recipe"),
 ]
 RECIPES: dict[str, type[_Config]] = {
@@ -218,6 +382,10 @@ RECIPES: dict[str, type[_Config]] = {
     "pretrain-masked": MaskedPretrainRecipe,
     "pretrain-continued": ContinuedPretrainRecipe,
     "data": GroundedDataRecipe,
+    "preferences": PreferenceRecipe,
+    "reward": RewardRecipe,
+    "dpo": DPORecipe,
+    "rlhf": RLHFRecipe,
 }
 """``recipe`` key -> config class."""
 

@@ -26,7 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,12 +64,20 @@ class Example:
 
 
 # -- rows ---------------------------------------------------------------------------------------
-def to_row(example: Example, rng: random.Random) -> dict[str, Any]:
-    """The chat row: ``prompt`` (system + user messages), ``completion`` (the target), ``meta``.
+@dataclass(frozen=True)
+class Shown:
+    """An example as the model sees it: the prompt and the passages behind each source number."""
 
-    The right passage is put at a random position among the distractors; the target cites
-    its number as the prompt shows it.
-    """
+    messages: list[Any]
+    passages: list[Passage]
+    """In source-number order: ``passages[n - 1]`` is source ``[n]``."""
+    cited: int | None
+    """The number of the right source (``None``: the sources lack the answer)."""
+
+
+def show(example: Example, rng: random.Random) -> Shown:
+    """The prompt for ``example``: the right passage at a random position among the distractors,
+    in the exact format the app uses at run time."""
     passages = list(example.distractors)
     if example.oracle is not None:
         passages.insert(rng.randrange(len(passages) + 1), example.oracle)
@@ -77,36 +85,44 @@ def to_row(example: Example, rng: random.Random) -> dict[str, Any]:
     prompt = build_prompt(
         example.question, hits, count_tokens=lambda text: len(text) // 4, budget_tokens=10**9
     )
-    cited: int | None = None
+    shown = [passages[h.chunk_id] for h in prompt.sources]
+    cited = None
     if example.oracle is not None and example.answer:
-        position = passages.index(example.oracle)
-        cited = next(n for n, hit in enumerate(prompt.sources, 1) if hit.chunk_id == position)
-        target = f"{example.answer} [{cited}]"
-    else:
-        target = NOT_FOUND
+        cited = shown.index(example.oracle) + 1
+    return Shown(prompt.messages, shown, cited)
+
+
+def to_row(example: Example, rng: random.Random) -> dict[str, Any]:
+    """The chat row: ``prompt`` (system + user messages), ``completion`` (the target), ``meta``.
+
+    The target is the answer citing the right passage's number as the prompt shows it, or the
+    "not in the documents" sentence.
+    """
+    shown = show(example, rng)
+    target = f"{example.answer} [{shown.cited}]" if shown.cited is not None else NOT_FOUND
     meta = dict(example.meta)
     meta.update(
-        answerable=cited is not None,
-        cited=cited,
+        answerable=shown.cited is not None,
+        cited=shown.cited,
         answers=example.answers or ([example.answer] if example.answer else []),
-        passage_ids=[hit_source_id(passages[h.chunk_id]) for h in prompt.sources],
+        passage_ids=[hit_source_id(p) for p in shown.passages],
     )
     return {
-        "prompt": prompt.messages,
+        "prompt": shown.messages,
         "completion": [{"role": "assistant", "content": target}],
         "meta": meta,
     }
 
 
 def hit_source_id(passage: Passage) -> str:
-    return passage.passage_id or _digest(passage.text)
+    return passage.passage_id or digest(passage.text)
 
 
 def _hit(passage: Passage, position: int) -> Hit:
     return Hit(position, passage.text, passage.source, None, 0, len(passage.text), 1.0)
 
 
-def _digest(text: str) -> str:
+def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -138,7 +154,7 @@ def squad_examples(
     ``articles`` is a 1-based inclusive range over the article titles in file order.
     Distractors are other paragraphs of the same article, so telling them apart takes reading.
     """
-    passages = list(_read_jsonl(folder / "passages.jsonl"))
+    passages = list(read_jsonl(folder / "passages.jsonl"))
     titles = list(dict.fromkeys(p["title"] for p in passages))
     first, last = articles or (1, len(titles))
     if not 1 <= first <= last <= len(titles):
@@ -150,7 +166,7 @@ def squad_examples(
         by_article.setdefault(passage.source, []).append(passage)
     rng = random.Random(seed)
     examples = []
-    for row in _read_jsonl(folder / "qa.jsonl"):
+    for row in read_jsonl(folder / "qa.jsonl"):
         oracle = by_id.get(row["context_id"])
         if oracle is None:
             continue
@@ -174,7 +190,7 @@ def jsonl_examples(
 
     Rows without their own ``distractors`` get contexts of other rows.
     """
-    rows = list(_read_jsonl(path))
+    rows = list(read_jsonl(path))
     for i, row in enumerate(rows, 1):
         missing = [key for key in ("question", "context") if not row.get(key)]
         if missing:
@@ -218,7 +234,7 @@ def index_examples(
     """
     from rag_app.rag import RAG
 
-    rows = list(_read_jsonl(questions))
+    rows = list(read_jsonl(questions))
     rng = random.Random(seed)
     examples, missed = [], 0
     rag = RAG.open(index, settings)
@@ -252,7 +268,7 @@ def dedup_key(row: dict[str, Any]) -> str:
     """Same question (case and spacing ignored) over the same passages, same target: one row."""
     question = " ".join(row["prompt"][-1]["content"].rsplit("Question:", 1)[-1].lower().split())
     passages = ",".join(sorted(row["meta"]["passage_ids"]))
-    return _digest(f"{question}\n{passages}\n{row['completion'][0]['content']}")
+    return digest(f"{question}\n{passages}\n{row['completion'][0]['content']}")
 
 
 def split_group(row: dict[str, Any]) -> str:
@@ -263,28 +279,33 @@ def split_group(row: dict[str, Any]) -> str:
 
 
 def dedup_and_split(
-    rows: Iterable[dict[str, Any]], validation_share: float, seed: int
+    rows: Iterable[dict[str, Any]],
+    validation_share: float,
+    seed: int,
+    *,
+    key: Callable[[dict[str, Any]], str] = dedup_key,
+    group: Callable[[dict[str, Any]], str] = split_group,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """Drop duplicate rows; assign whole groups to validation by a seeded hash of the group.
+    """Drop rows with the same ``key``; assign whole ``group``s to validation by a seeded hash.
 
     Returns train rows, validation rows and the number of duplicates dropped.
     """
     seen: set[str] = set()
     unique, dropped = [], 0
     for row in rows:
-        key = dedup_key(row)
-        if key in seen:
+        k = key(row)
+        if k in seen:
             dropped += 1
             continue
-        seen.add(key)
+        seen.add(k)
         unique.append(row)
-    groups = sorted({split_group(r) for r in unique}, key=lambda g: _digest(f"{seed}:{g}"))
+    groups = sorted({group(r) for r in unique}, key=lambda g: digest(f"{seed}:{g}"))
     n_val = round(len(groups) * validation_share)
     if validation_share > 0 and len(groups) > 1:
         n_val = max(1, min(n_val, len(groups) - 1))
     held = set(groups[:n_val])
-    train = [r for r in unique if split_group(r) not in held]
-    validation = [r for r in unique if split_group(r) in held]
+    train = [r for r in unique if group(r) not in held]
+    validation = [r for r in unique if group(r) in held]
     return train, validation, dropped
 
 
@@ -337,7 +358,7 @@ def write_dataset(recipe: GroundedDataRecipe, settings: Any = None) -> dict[str,
     recipe.out.mkdir(parents=True, exist_ok=True)
     files = {"train": recipe.out / "train.jsonl", "validation": recipe.out / "validation.jsonl"}
     for name, part in (("train", train), ("validation", validation)):
-        _write_jsonl(files[name], part)
+        write_jsonl(files[name], part)
     card = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "source": recipe.source,
@@ -371,14 +392,14 @@ def file_sha256(path: Path) -> str:
 def read_rows(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     """Rows of a JSONL file (at most ``limit``)."""
     rows = []
-    for row in _read_jsonl(path):
+    for row in read_jsonl(path):
         rows.append(row)
         if limit is not None and len(rows) >= limit:
             break
     return rows
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     if not path.is_file():
         raise TrainingError(f"data file not found: {path}")
     with path.open(encoding="utf-8") as handle:
@@ -390,7 +411,7 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                     raise TrainingError(f"{path} line {n}: not JSON ({exc.msg})") from None
 
 
-def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -29,6 +29,8 @@ from rag_app.settings import Settings
 from rag_app.store.migrations import apply_migrations
 
 REGISTRY_DB = "registry.sqlite"
+NOT_GENERATOR = "reward"
+"""The method of registered adapters that are not generator adapters (reward models)."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 # Named, append-only migrations: a database records which ones it has applied.
@@ -167,8 +169,14 @@ class Registry:
         return self.require(name)
 
     def promote(self, name: str) -> AdapterRecord:
-        """Make ``name`` the adapter the generator loads."""
+        """Make ``name`` the adapter the generator loads (a reward model is refused: it scores
+        answers, it does not write them)."""
         record = self.require(name)
+        if record.method == NOT_GENERATOR:
+            raise ConfigError(
+                f"{name} is a reward model (method {record.method}): it scores answers and cannot "
+                "generate them; promote an SFT, DPO or RLHF adapter"
+            )
         self._log("promote", self._id(name))
         return record
 
@@ -258,6 +266,23 @@ def promoted_adapter(settings: Settings) -> Path | None:
         raise ConfigError(
             f"the promoted adapter {record.name} was trained on {record.base_model!r}, but generator.model "
             f"is {settings.generator.model!r}: set generator.model to its base, or promote another adapter"
+        )
+    return record.path
+
+
+def registered_adapter(settings: Settings, name: str) -> Path | None:
+    """The folder of the adapter registered as ``name`` (``None`` when there is none): what
+    ``generator.adapter = "<name>"`` loads. A reward model, or an adapter trained on another base
+    than ``generator.model``, is refused with :class:`ConfigError`."""
+    record = Registry.from_settings(settings).get(name)
+    if record is None:
+        return None
+    if record.method == NOT_GENERATOR:
+        raise ConfigError(f"generator.adapter: {name} is a reward model, not a generator adapter")
+    if not _same_base(record, settings.generator.model):
+        raise ConfigError(
+            f"generator.adapter: {name} was trained on {record.base_model!r}, but generator.model is "
+            f"{settings.generator.model!r}: set generator.model to its base"
         )
     return record.path
 

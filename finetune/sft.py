@@ -16,7 +16,6 @@ The recipe, top to bottom (TRL's ``SFTTrainer`` does the loop, PEFT the adapters
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,15 @@ from finetune.common import (
     count_trainable,
     finish,
     has_cuda,
+    lora_config,
+    register_run,
     require,
     set_threads,
     train_and_evaluate,
     trainer_kwargs,
 )
 from finetune.config import LoraArgs, PromptArgs, SFTRecipe, TrainingError
-from finetune.data import file_sha256, read_rows
+from finetune.data import read_rows
 from rag_app.settings import Settings
 
 QLORA_ON_CPU = (
@@ -78,7 +79,7 @@ def sft(recipe: SFTRecipe, settings: Settings | None = None) -> RunResult:
     tokenizer.save_pretrained(str(weights))
     result = RunResult(out, weights, metrics, history)
     if recipe.register_adapter and recipe.method != "full":
-        result.adapter_name = register_run(recipe, settings, base, weights, metrics)
+        result.adapter_name = _register(recipe, settings, base, weights, metrics)
     return finish(result, recipe)
 
 
@@ -117,21 +118,10 @@ def load_base(folder: Path, recipe: SFTRecipe) -> tuple[Any, Any]:
 
 def peft_config(method: str, lora: LoraArgs, prompt: PromptArgs, base: Path) -> Any:
     """The PEFT config for ``method`` (``None`` for full fine-tuning)."""
-    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, PromptTuningInit, TaskType
+    from peft import PrefixTuningConfig, PromptTuningConfig, PromptTuningInit, TaskType
 
     if method in {"lora", "qlora"}:
-        layers = None
-        if lora.top_layers is not None:
-            total = _layer_count(base)
-            layers = list(range(max(0, total - lora.top_layers), total))
-        return LoraConfig(
-            task_type=TaskType.CAUSAL_LM,
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
-            target_modules=lora.target_modules,
-            layers_to_transform=layers,
-        )
+        return lora_config(lora, base)
     if method == "prompt":
         if prompt.init_text:
             return PromptTuningConfig(
@@ -149,16 +139,6 @@ def peft_config(method: str, lora: LoraArgs, prompt: PromptArgs, base: Path) -> 
             prefix_projection=prompt.prefix_projection,
         )
     return None
-
-
-def _layer_count(base: Path) -> int:
-    import json
-
-    config = json.loads((base / "config.json").read_text(encoding="utf-8"))
-    count = config.get("num_hidden_layers") or config.get("n_layer")
-    if not count:
-        raise TrainingError(f"{base}/config.json names no num_hidden_layers: cannot pick the top layers")
-    return int(count)
 
 
 def build_trainer(
@@ -212,27 +192,24 @@ def _columns(row: dict[str, Any]) -> dict[str, Any]:
     raise TrainingError(f"a row has none of prompt/completion, messages or text: keys {sorted(row)}")
 
 
-def register_run(
+def _register(
     recipe: SFTRecipe, settings: Settings, base: Path, weights: Path, metrics: dict[str, float]
 ) -> str:
     """Record the adapter in the registry; returns its name."""
-    from finetune.registry import Registry
-    from rag_app.models import weights_digest
-
-    name = recipe.name or f"{recipe.train.output_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    hyper = {"method": recipe.method, "train": recipe.train.model_dump(mode="json")}
+    hyper: dict[str, Any] = {"method": recipe.method, "train": recipe.train.model_dump(mode="json")}
     if recipe.method in {"lora", "qlora"}:
         hyper["lora"] = recipe.lora.model_dump(mode="json")
     else:
         hyper["prompt"] = recipe.prompt.model_dump(mode="json")
-    Registry.from_settings(settings).register(
-        name,
-        weights,
-        base_model=recipe.model,
-        base_hash=weights_digest(base),
+    return register_run(
+        name=recipe.name,
+        output_dir=recipe.train.output_dir,
+        weights=weights,
+        model=recipe.model,
+        base=base,
         method=recipe.method,
-        data_hash=file_sha256(recipe.data.train)[:16],
+        data=recipe.data.train,
         hyperparameters=hyper,
         metrics=metrics,
+        settings=settings,
     )
-    return name

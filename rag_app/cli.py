@@ -756,7 +756,8 @@ def pretrain_continued_cmd(
 
 @cli.group()
 def finetune() -> None:
-    """Fine-tuning: grounded training data and supervised fine-tuning (LoRA, QLoRA, prompt, prefix, full)."""
+    """Fine-tuning: grounded data, SFT (LoRA, QLoRA, prompt, prefix, full), preference pairs, reward
+    model, DPO and RLHF."""
 
 
 @finetune.command("data")
@@ -912,6 +913,294 @@ def finetune_sft(
     if save_config is None:
         check_method(recipe.method)  # before any model loads
     _run_recipe(recipe, save_config, lambda: sft(recipe, cli_settings(ctx)))
+
+
+@finetune.command("preferences")
+@_CONFIG_OPTION
+@click.option("--squad", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None)
+@click.option("--articles", default=None, help="SQuAD article range, e.g. 1-16.")
+@click.option(
+    "--halueval",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="HaluEval QA pairs (qa_pairs.jsonl).",
+)
+@click.option("--halueval-pairs", default=None, help="pair_id range, e.g. 0-3999.")
+@click.option(
+    "--feedback",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A data folder with the app's feedback.sqlite.",
+)
+@click.option(
+    "--model-negatives",
+    type=int,
+    default=None,
+    help="Prompts to ask the generator for its own wrong answers.",
+)
+@click.option("--max-per-type", type=int, default=None)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
+@_SAVE_OPTION
+@click.pass_context
+def finetune_preferences(
+    ctx: click.Context,
+    config_file: Path | None,
+    squad: Path | None,
+    articles: str | None,
+    halueval: Path | None,
+    halueval_pairs: str | None,
+    feedback: Path | None,
+    model_negatives: int | None,
+    max_per_type: int | None,
+    out: Path | None,
+    save_config: Path | None,
+) -> None:
+    """Build preference pairs (prompt, chosen, rejected) for the reward model, DPO and RLHF.
+
+    Contrastive pairs from SQuAD-style data with rule-made hard negatives (a distractor's sentence,
+    a swapped name or number, a wrong citation, a false abstention, an answer where the sources
+    lack it) and the generator's own wrong answers; HaluEval QA pairs; app feedback.
+
+    \b
+    Examples:
+      rag-app finetune preferences --articles 1-16 --halueval-pairs 0-3999 --out data/prefs
+      rag-app finetune preferences --config-file finetune/configs/preferences.yaml --model-negatives 200
+      rag-app finetune preferences --feedback ~/.local/share/rag-app --out data/feedback-prefs
+    """
+    from finetune.config import PreferenceRecipe, build_recipe
+    from finetune.preferences import write_preferences
+
+    recipe = build_recipe(
+        PreferenceRecipe,
+        config_file,
+        **{
+            "squad": squad,
+            "articles": _span(articles),
+            "halueval": halueval,
+            "halueval_pairs": _span(halueval_pairs),
+            "feedback": feedback,
+            "model_negatives": model_negatives,
+            "max_per_type": max_per_type,
+            "out": out,
+        },
+    )
+    if save_config is not None:
+        _run_recipe(recipe, save_config, lambda: None)
+        return
+    card = write_preferences(recipe, cli_settings(ctx))
+    print_json({"rows": card["rows"], "per_type": card["per_type"], "groups": card["groups"]})
+
+
+def _span(text: str | None) -> list[int] | None:
+    """``"1-16"`` -> ``[1, 16]``; ``"3"`` -> ``[3, 3]``."""
+    if not text:
+        return None
+    first, _, last = text.partition("-")
+    try:
+        return [int(first), int(last or first)]
+    except ValueError:
+        raise click.BadParameter(f"expected a range like 1-16, got {text!r}") from None
+
+
+_PAIRS_OPTION = click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Folder written by `rag-app finetune preferences` (train.jsonl, validation.jsonl).",
+)
+
+
+def _pair_files(data_dir: Path | None) -> dict[str, Path]:
+    if data_dir is None:
+        return {}
+    return {"data.train": data_dir / "train.jsonl", "data.validation": data_dir / "validation.jsonl"}
+
+
+def _common_training(
+    out: Path | None,
+    max_steps: int | None,
+    max_minutes: float | None,
+    lr: float | None,
+    name: str | None,
+    register: bool | None,
+) -> dict[str, Any]:
+    return {
+        "train.output_dir": out,
+        "train.max_steps": max_steps,
+        "train.max_minutes": max_minutes,
+        "train.learning_rate": lr,
+        "name": name,
+        "register_adapter": register,
+    }
+
+
+def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every alignment command shares (output, budget, learning rate, registry name)."""
+    for option in reversed(
+        [
+            _CONFIG_OPTION,
+            click.option("--model", default=None, help="Base model (default: the recipe's)."),
+            _PAIRS_OPTION,
+            click.option("--out", type=click.Path(path_type=Path), default=None, help="train.output_dir"),
+            click.option("--max-steps", type=int, default=None),
+            click.option(
+                "--max-minutes", type=float, default=None, help="Stop training after this many minutes."
+            ),
+            click.option("--lr", type=float, default=None, help="train.learning_rate"),
+            click.option("--name", default=None, help="Registry name of the adapter."),
+            click.option(
+                "--register/--no-register", default=None, help="Record it in the registry (default on)."
+            ),
+            _SAVE_OPTION,
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+@finetune.command("reward")
+@_training_options
+@click.pass_context
+def finetune_reward(
+    ctx: click.Context,
+    config_file: Path | None,
+    model: str | None,
+    data_dir: Path | None,
+    out: Path | None,
+    max_steps: int | None,
+    max_minutes: float | None,
+    lr: float | None,
+    name: str | None,
+    register: bool | None,
+    save_config: Path | None,
+) -> None:
+    """Train a reward model (TRL RewardTrainer, LoRA + a scalar head) on preference pairs.
+
+    Reports pairwise accuracy on the validation pairs beside the guard used as a reward.
+
+    \b
+    Example:
+      rag-app finetune reward --config-file finetune/configs/reward.yaml --data data/prefs --max-minutes 20
+    """
+    from finetune.config import RewardRecipe, build_recipe
+    from finetune.reward import train_reward
+
+    recipe = build_recipe(
+        RewardRecipe,
+        config_file,
+        **{
+            "model": model,
+            **_pair_files(data_dir),
+            **_common_training(out, max_steps, max_minutes, lr, name, register),
+        },
+    )
+    _run_recipe(recipe, save_config, lambda: train_reward(recipe, cli_settings(ctx)))
+
+
+@finetune.command("dpo")
+@_training_options
+@click.option("--sft-adapter", default=None, help="Start from this SFT adapter (folder or registry name).")
+@click.option("--beta", type=float, default=None)
+@click.option("--loss-type", type=click.Choice(["sigmoid", "ipo", "hinge", "robust"]), default=None)
+@click.option("--reference", type=click.Choice(["adapter-disabled", "copy"]), default=None)
+@click.pass_context
+def finetune_dpo(
+    ctx: click.Context,
+    config_file: Path | None,
+    model: str | None,
+    data_dir: Path | None,
+    out: Path | None,
+    max_steps: int | None,
+    max_minutes: float | None,
+    lr: float | None,
+    name: str | None,
+    register: bool | None,
+    save_config: Path | None,
+    sft_adapter: str | None,
+    beta: float | None,
+    loss_type: str | None,
+    reference: str | None,
+) -> None:
+    """Direct preference optimisation of a LoRA adapter (TRL DPOTrainer), after SFT or from the base.
+
+    \b
+    Examples:
+      rag-app finetune dpo --data data/prefs --sft-adapter reader-sft --beta 0.1 --max-minutes 30
+      rag-app finetune dpo --config-file finetune/configs/dpo.yaml --loss-type ipo
+    """
+    from finetune.config import DPORecipe, build_recipe
+    from finetune.dpo import dpo
+
+    recipe = build_recipe(
+        DPORecipe,
+        config_file,
+        **{
+            "model": model,
+            "sft_adapter": sft_adapter,
+            "beta": beta,
+            "loss_type": loss_type,
+            "reference": reference,
+            **_pair_files(data_dir),
+            **_common_training(out, max_steps, max_minutes, lr, name, register),
+        },
+    )
+    _run_recipe(recipe, save_config, lambda: dpo(recipe, cli_settings(ctx)))
+
+
+@finetune.command("rlhf")
+@_training_options
+@click.option("--algorithm", type=click.Choice(["grpo", "rloo"]), default=None)
+@click.option("--sft-adapter", default=None, help="Start the policy from this adapter (folder or name).")
+@click.option("--reward-model", default=None, help="A reward model (folder or registry name).")
+@click.option("--guard-weight", type=float, default=None)
+@click.option("--beta", type=float, default=None, help="KL penalty to the reference.")
+@click.pass_context
+def finetune_rlhf(
+    ctx: click.Context,
+    config_file: Path | None,
+    model: str | None,
+    data_dir: Path | None,
+    out: Path | None,
+    max_steps: int | None,
+    max_minutes: float | None,
+    lr: float | None,
+    name: str | None,
+    register: bool | None,
+    save_config: Path | None,
+    algorithm: str | None,
+    sft_adapter: str | None,
+    reward_model: str | None,
+    guard_weight: float | None,
+    beta: float | None,
+) -> None:
+    """Online RL against hallucination (TRL GRPO or RLOO) of a LoRA policy; the reward curve is logged.
+
+    Reward: the reward model and/or the guard's support, minus a penalty for a missing or wrong
+    citation, plus a bonus for abstaining where the sources lack the answer; KL to the reference.
+
+    \b
+    Example:
+      rag-app finetune rlhf --data data/prefs --reward-model reward-0.5b --max-steps 30
+    """
+    from finetune.config import RLHFRecipe, build_recipe
+    from finetune.rlhf import rlhf
+
+    recipe = build_recipe(
+        RLHFRecipe,
+        config_file,
+        **{
+            "model": model,
+            "algorithm": algorithm,
+            "sft_adapter": sft_adapter,
+            "reward_model": reward_model,
+            "guard_weight": guard_weight,
+            "beta": beta,
+            **_pair_files(data_dir),
+            **_common_training(out, max_steps, max_minutes, lr, name, register),
+        },
+    )
+    _run_recipe(recipe, save_config, lambda: rlhf(recipe, cli_settings(ctx)))
 
 
 @finetune.command("reader")

@@ -19,6 +19,8 @@ pytest.importorskip("peft")
 pytest.importorskip("trl")
 pytest.importorskip("datasets")
 
+import train_fixtures  # noqa: E402
+
 from finetune import config as cfg  # noqa: E402
 from finetune.config import (  # noqa: E402
     RECIPES,
@@ -40,21 +42,8 @@ from rag_app.prompting import NOT_FOUND  # noqa: E402
 from rag_app.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TOPICS = ["river", "mountain", "forest", "harbour", "library", "garden", "bridge", "castle"]
-
-
-def _corpus_docs() -> list[str]:
-    """Small, regular English-like documents: one sentence a line (NSP pairs are lines)."""
-    docs = []
-    for i, topic in enumerate(TOPICS):
-        lines = [
-            f"The {topic} near the old town was built in {1800 + 7 * i}.",
-            f"Visitors to the {topic} often arrive by train in the morning.",
-            f"In winter the {topic} is quiet and the paths are covered in snow.",
-            f"The guide says the {topic} has {3 + i} famous views and one small cafe.",
-        ]
-        docs.append("\n".join(lines * 3))
-    return docs
+TOPICS = train_fixtures.TOPICS
+_corpus_docs = train_fixtures.corpus_docs
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -77,30 +66,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight Llama (2 layers, hidden 64) with a BPE tokenizer and a ChatML template."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from finetune.corpus import train_bpe_tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    docs = [*_corpus_docs(), NOT_FOUND, "Sources: Question: answer cite [1] [2] [3]"]
-    tokenizer = train_bpe_tokenizer(docs, vocab_size=400)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        initializer_range=0.25,  # with 0.02 the logits are near-flat and frozen-base methods barely move them
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return train_fixtures.build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture()

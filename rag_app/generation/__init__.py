@@ -92,12 +92,27 @@ def adapter_folder(settings: Settings) -> Path | None:
     if name == "promoted":
         return promoted_adapter(settings)
     folder = Path(name).expanduser()
-    if not (folder / "adapter_config.json").is_file():
-        raise ConfigError(
-            f"generator.adapter: {folder} is not a LoRA adapter folder (no adapter_config.json); "
-            "set it to an adapter folder, to 'promoted', or unset it"
-        )
-    return folder.resolve()
+    if (folder / "adapter_config.json").is_file():
+        return folder.resolve()
+    registered = _registered_adapter(settings, name)
+    if registered is not None:
+        return Path(registered)
+    raise ConfigError(
+        f"generator.adapter: {folder} is neither a LoRA adapter folder (no adapter_config.json) nor "
+        "a registered adapter; set it to an adapter folder, a registered name, 'promoted', or unset it"
+    )
+
+
+def _registered_adapter(settings: Settings, name: str) -> Path | None:
+    """The adapter registered as ``name`` (the registry is imported lazily; none without it)."""
+    try:
+        registry = importlib.import_module("finetune.registry")
+    except ModuleNotFoundError as exc:
+        if exc.name not in {"finetune", "finetune.registry"}:
+            raise
+        return None
+    folder = registry.registered_adapter(settings, name)
+    return Path(folder) if folder is not None else None
 
 
 def promoted_adapter(settings: Settings) -> Path:
