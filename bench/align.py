@@ -6,7 +6,7 @@
    HaluEval QA 0-3,999, short cited answers and the abstention sentence).
 3. A reward model (LoRA + a scalar head over the 0.5B), DPO on top of the SFT adapter, and RLHF
    (GRPO, the policy starting from the SFT adapter, the reward = the reward model + the guard's
-   support - citation penalty + abstention bonus), each for a fixed budget of ``--minutes``.
+   support - citation penalty + abstention bonus), each for a fixed budget of minutes.
 4. Measured on what training never saw: SQuAD articles 17-24 (``--questions`` answerable plus
    ``--removed`` whose passage is removed from the index; ``bench/answer.py``'s split and scoring,
    through ``RAG.stream`` with the guard) and HaluEval QA pairs 4,000-4,999 (``--halueval``
@@ -16,8 +16,8 @@ Per system: EM/F1, wrong answers shown, abstention accuracy, the gold passage ci
 recipe: tokens/s of training. SFT -> DPO against the base: the paired bootstrap and sign-flip
 test of ``rag-app eval compare`` (``eval.stats.compare_runs``) on wrong-shown and F1.
 
-    python bench/align.py                                     # 10 min per recipe, 80 + 20 questions
-    python bench/align.py --minutes 20 --questions 300 --removed 60 --halueval 1000   # the full protocol
+    python bench/align.py --questions 60 --removed 15 --halueval 100 --validation 20 --model-negatives 40
+    python bench/align.py --dpo-minutes 60 --questions 300 --removed 60 --halueval 1000   # the full protocol
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -143,11 +144,21 @@ def significance(base: list[dict[str, Any]], other: list[dict[str, Any]]) -> lis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per recipe")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # the log stays readable
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--reward-minutes", type=float, default=8.0, help="training budget of the reward model"
+    )
+    parser.add_argument("--dpo-minutes", type=float, default=20.0, help="training budget of DPO")
+    parser.add_argument("--rlhf-minutes", type=float, default=10.0, help="training budget of RLHF")
     parser.add_argument("--questions", type=int, default=80, help="answerable SQuAD test questions")
     parser.add_argument("--removed", type=int, default=20, help="questions whose passage is removed")
     parser.add_argument("--halueval", type=int, default=300, help="HaluEval pairs 4,000-4,999 to score")
+    parser.add_argument(
+        "--validation", type=int, default=40, help="validation pairs (SQuAD dev + HaluEval 0-3,999)"
+    )
     parser.add_argument("--model-negatives", type=int, default=60, help="prompts asked for model_wrong pairs")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "align.json")
@@ -171,8 +182,11 @@ def main() -> None:
     timings["pairs_s"] = time.perf_counter() - t0
     result["pairs"] = {k: card[k] for k in ("rows", "per_type", "groups")}
     print(json.dumps(result["pairs"], indent=1), flush=True)
+    pairs = work / "pairs"
     data = PreferenceData(
-        train=work / "pairs" / "train.jsonl", validation=work / "pairs" / "validation.jsonl", max_validation_rows=60
+        train=pairs / "train.jsonl",
+        validation=pairs / "validation.jsonl",
+        max_validation_rows=args.validation,
     )
 
     from finetune.dpo import dpo
@@ -182,8 +196,8 @@ def main() -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     reward = train_reward(
         RewardRecipe(
-            model=MODEL, data=data, train=train_args(work / "reward", args.minutes, 1e-4, threads=args.threads),
-            lora=LORA, name=f"align-reward-{stamp}",
+            model=MODEL, data=data, lora=LORA, name=f"align-reward-{stamp}",
+            train=train_args(work / "reward", args.reward_minutes, 2e-4, threads=args.threads),
         ),
         settings,
     )  # fmt: skip
@@ -202,7 +216,7 @@ def main() -> None:
     dpo_run = dpo(
         DPORecipe(
             model=MODEL, sft_adapter=str(sft_adapter), data=data,
-            train=train_args(work / "dpo", args.minutes, 2e-5, threads=args.threads), lora=LORA, beta=0.1,
+            train=train_args(work / "dpo", args.dpo_minutes, 1e-4, threads=args.threads), lora=LORA, beta=0.1,
             name=f"align-dpo-{stamp}",
         ),
         settings,
@@ -212,7 +226,7 @@ def main() -> None:
     rl_run = rlhf(
         RLHFRecipe(
             model=MODEL, sft_adapter=str(sft_adapter), data=PreferenceData(train=data.train, validation=None),
-            train=train_args(work / "rlhf", args.minutes, 1e-5, batch_size=4, threads=args.threads),
+            train=train_args(work / "rlhf", args.rlhf_minutes, 5e-5, batch_size=4, threads=args.threads),
             lora=LORA, reward_model=str(reward.weights), num_generations=4, max_completion_length=32,
             name=f"align-rlhf-{stamp}",
         ),

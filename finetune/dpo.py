@@ -74,16 +74,15 @@ def dpo(recipe: DPORecipe, settings: Settings | None = None) -> RunResult:
         processing_class=tokenizer,
         peft_config=None if recipe.sft_adapter else lora_config(recipe.lora, base),
     )
-    if len(trainer.train_dataset) == 0:
+    if _rows_kept(trainer) == 0:
         raise TrainingError(f"no pair of {recipe.data.train} fits train.max_seq_length: raise it")
     before = _margins(trainer) if validation_rows else {}
-    metrics, history = train_and_evaluate(trainer, bool(validation_rows), recipe.train.max_minutes)
-    metrics.pop("perplexity", None)  # exp(DPO loss) is not a perplexity
+    metrics, history = train_and_evaluate(trainer, False, recipe.train.max_minutes)
     metrics.update({f"{k}_before": v for k, v in before.items()})
     if validation_rows:
         metrics.update(_margins(trainer))
     metrics["trainable_params"], metrics["total_params"] = count_trainable(trainer.model)
-    metrics["train_pairs"] = len(trainer.train_dataset)
+    metrics["train_pairs"] = _rows_kept(trainer)
 
     weights = recipe.train.output_dir / "adapter"
     save_policy(trainer, tokenizer, weights, recipe.model, base)
@@ -96,5 +95,14 @@ def dpo(recipe: DPORecipe, settings: Settings | None = None) -> RunResult:
 def _margins(trainer: Any) -> dict[str, float]:
     """The implicit reward's margin and accuracy (chosen over rejected) on the validation pairs."""
     evaluated = trainer.evaluate()
-    keys = {"eval_rewards/margins": "reward_margin", "eval_rewards/accuracies": "reward_accuracy"}
+    keys = {
+        "eval_rewards/margins": "reward_margin",
+        "eval_rewards/accuracies": "reward_accuracy",
+        "eval_loss": "eval_loss",
+    }
     return {name: round(float(evaluated[key]), 4) for key, name in keys.items() if key in evaluated}
+
+
+def _rows_kept(trainer: Any) -> int:
+    """The training rows the trainer kept (TRL drops the ones longer than ``max_length``)."""
+    return len(trainer.train_dataset)

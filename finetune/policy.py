@@ -45,7 +45,7 @@ def load_policy(
     if not getattr(tokenizer, "chat_template", None):
         raise TrainingError(f"base model {base} has no chat template: the pairs are chat messages")
     dtype = torch.bfloat16 if train.bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model: Any = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     if sft_adapter:
         from peft import PeftModel
 

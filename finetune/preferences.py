@@ -501,6 +501,9 @@ def write_preferences(
         )
         train += part_train
         validation += part_validation
+    shuffle = random.Random(recipe.seed)  # so that the first rows (max_validation_rows) mix the types
+    shuffle.shuffle(train)
+    shuffle.shuffle(validation)
     check_pairs(train, "built pairs")
     recipe.out.mkdir(parents=True, exist_ok=True)
     files = {"train": recipe.out / "train.jsonl", "validation": recipe.out / "validation.jsonl"}

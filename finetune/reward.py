@@ -5,8 +5,8 @@ The recipe, top to bottom (TRL's ``RewardTrainer`` does the loop, PEFT the adapt
 1. resolve the base folder and load it with a one-output classification head;
 2. read the preference pairs (``rag-app finetune preferences``), refusing broken rows;
 3. train a LoRA adapter plus the head (``modules_to_save=["score"]``) on the pairwise loss;
-4. measure pairwise accuracy on the validation pairs, per negative type, beside the guard used
-   as a reward with no training (:func:`guard_reward`);
+4. measure pairwise accuracy and the mean margin on the validation pairs, per negative type,
+   beside the guard used as a reward with no training (:func:`guard_reward`);
 5. save the adapter with a record of its base, and register it (method ``reward``).
 
     from finetune.config import RewardRecipe
@@ -64,7 +64,7 @@ def train_reward(recipe: RewardRecipe, settings: Settings | None = None) -> RunR
     lora = recipe.lora
     peft_config = lora_config(lora, base, "SEQ_CLS", modules_to_save=["score"])
     args = RewardConfig(
-        **trainer_kwargs(recipe.train, has_validation=bool(validation_rows)),
+        **trainer_kwargs(recipe.train, has_validation=False),  # validation: pairwise_accuracy below
         max_length=recipe.train.max_seq_length,
         center_rewards_coefficient=recipe.center_rewards_coefficient,
         dataset_num_proc=None,
@@ -73,18 +73,17 @@ def train_reward(recipe: RewardRecipe, settings: Settings | None = None) -> RunR
         model=model,
         args=args,
         train_dataset=Dataset.from_list([_columns(r) for r in train_rows]),
-        eval_dataset=Dataset.from_list([_columns(r) for r in validation_rows]) if validation_rows else None,
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    if len(trainer.train_dataset) == 0:
+    if _rows_kept(trainer) == 0:
         raise TrainingError(
             f"all {len(train_rows)} pairs are longer than train.max_seq_length "
             f"({recipe.train.max_seq_length} tokens): raise it"
         )
-    metrics, history = train_and_evaluate(trainer, bool(validation_rows), recipe.train.max_minutes)
+    metrics, history = train_and_evaluate(trainer, False, recipe.train.max_minutes)
     metrics["trainable_params"], metrics["total_params"] = count_trainable(trainer.model)
-    metrics["train_pairs"] = len(trainer.train_dataset)
+    metrics["train_pairs"] = _rows_kept(trainer)
 
     weights = recipe.train.output_dir / "adapter"
     trainer.save_model(str(weights))
@@ -239,10 +238,18 @@ def pairwise_accuracy(rows: Sequence[dict[str, Any]], score: Scorer, *, prefix: 
     rejected = [r["rejected"][0]["content"] for r in rows]
     good, bad = score(rows, chosen), score(rows, rejected)
     wins = [1.0 if g > b else 0.5 if g == b else 0.0 for g, b in zip(good, bad, strict=True)]
-    out = {f"{prefix}_pairwise_accuracy": round(sum(wins) / len(wins), 4)}
+    out = {
+        f"{prefix}_pairwise_accuracy": round(sum(wins) / len(wins), 4),
+        f"{prefix}_mean_margin": round(sum(g - b for g, b in zip(good, bad, strict=True)) / len(wins), 4),
+    }
     by_type: dict[str, list[float]] = {}
     for row, win in zip(rows, wins, strict=True):
         by_type.setdefault(str((row.get("meta") or {}).get("type", "unknown")), []).append(win)
     for kind, values in sorted(by_type.items()):
         out[f"{prefix}_accuracy_{kind}"] = round(sum(values) / len(values), 4)
     return out
+
+
+def _rows_kept(trainer: Any) -> int:
+    """The training rows the trainer kept (TRL drops the ones longer than ``max_length``)."""
+    return len(trainer.train_dataset)

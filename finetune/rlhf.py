@@ -22,6 +22,7 @@ The recipe, top to bottom:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -217,8 +218,10 @@ class AnswerReward:
         ]
 
     def preference(self, prompts: Sequence[Any], completions: Sequence[Any], **_: Any) -> list[float]:
-        """The reward model's score of each answer to its prompt."""
-        return list(self.reward_model.score(list(prompts), _texts(completions)))
+        """The reward model's score of each answer to its prompt, squashed to (0, 1) by a sigmoid so
+        its scale (an unbounded logit) matches the other parts'."""
+        scores = self.reward_model.score(list(prompts), _texts(completions))
+        return [1.0 / (1.0 + math.exp(-s)) for s in scores]
 
 
 def _texts(completions: Sequence[Any]) -> list[str]:
@@ -228,7 +231,7 @@ def _texts(completions: Sequence[Any]) -> list[str]:
 
 def reward_curve(log_history: Sequence[dict[str, Any]]) -> list[dict[str, float]]:
     """Per logged step: the mean reward, each part's mean and the KL to the reference."""
-    curve = []
+    curve: list[dict[str, float]] = []
     for entry in log_history:
         if "reward" not in entry:
             continue

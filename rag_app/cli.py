@@ -1002,37 +1002,28 @@ def _span(text: str | None) -> list[int] | None:
         raise click.BadParameter(f"expected a range like 1-16, got {text!r}") from None
 
 
-_PAIRS_OPTION = click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="Folder written by `rag-app finetune preferences` (train.jsonl, validation.jsonl).",
-)
+_TRAINING_KEYS = {
+    "model": "model", "out": "train.output_dir", "max_steps": "train.max_steps",
+    "max_minutes": "train.max_minutes", "lr": "train.learning_rate", "name": "name",
+    "register": "register_adapter", "sft_adapter": "sft_adapter", "beta": "beta", "loss_type": "loss_type",
+    "reference": "reference", "algorithm": "algorithm", "reward_model": "reward_model",
+    "guard_weight": "guard_weight",
+}  # fmt: skip
+"""Command-line option -> the recipe key it sets, for the alignment commands."""
 
 
-def _pair_files(data_dir: Path | None) -> dict[str, Path]:
-    if data_dir is None:
-        return {}
-    return {"data.train": data_dir / "train.jsonl", "data.validation": data_dir / "validation.jsonl"}
+def _alignment_recipe(cls: type, options: dict[str, Any]) -> Any:
+    """The recipe from ``--config-file`` plus the options given (``--data`` names both pair files)."""
+    from finetune.config import build_recipe
 
-
-def _common_training(
-    out: Path | None,
-    max_steps: int | None,
-    max_minutes: float | None,
-    lr: float | None,
-    name: str | None,
-    register: bool | None,
-) -> dict[str, Any]:
-    return {
-        "train.output_dir": out,
-        "train.max_steps": max_steps,
-        "train.max_minutes": max_minutes,
-        "train.learning_rate": lr,
-        "name": name,
-        "register_adapter": register,
-    }
+    data_dir = options.pop("data_dir", None)
+    config_file = options.pop("config_file", None)
+    overrides = {_TRAINING_KEYS[k]: v for k, v in options.items() if k in _TRAINING_KEYS}
+    if data_dir is not None:
+        overrides.update(
+            {"data.train": data_dir / "train.jsonl", "data.validation": data_dir / "validation.jsonl"}
+        )
+    return build_recipe(cls, config_file, **overrides)
 
 
 def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -1041,7 +1032,13 @@ def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
         [
             _CONFIG_OPTION,
             click.option("--model", default=None, help="Base model (default: the recipe's)."),
-            _PAIRS_OPTION,
+            click.option(
+                "--data",
+                "data_dir",
+                type=click.Path(file_okay=False, exists=True, path_type=Path),
+                default=None,
+                help="Folder written by `rag-app finetune preferences` (train.jsonl, validation.jsonl).",
+            ),
             click.option("--out", type=click.Path(path_type=Path), default=None, help="train.output_dir"),
             click.option("--max-steps", type=int, default=None),
             click.option(
@@ -1062,19 +1059,7 @@ def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @finetune.command("reward")
 @_training_options
 @click.pass_context
-def finetune_reward(
-    ctx: click.Context,
-    config_file: Path | None,
-    model: str | None,
-    data_dir: Path | None,
-    out: Path | None,
-    max_steps: int | None,
-    max_minutes: float | None,
-    lr: float | None,
-    name: str | None,
-    register: bool | None,
-    save_config: Path | None,
-) -> None:
+def finetune_reward(ctx: click.Context, save_config: Path | None, **options: Any) -> None:
     """Train a reward model (TRL RewardTrainer, LoRA + a scalar head) on preference pairs.
 
     Reports pairwise accuracy on the validation pairs beside the guard used as a reward.
@@ -1083,18 +1068,10 @@ def finetune_reward(
     Example:
       rag-app finetune reward --config-file finetune/configs/reward.yaml --data data/prefs --max-minutes 20
     """
-    from finetune.config import RewardRecipe, build_recipe
+    from finetune.config import RewardRecipe
     from finetune.reward import train_reward
 
-    recipe = build_recipe(
-        RewardRecipe,
-        config_file,
-        **{
-            "model": model,
-            **_pair_files(data_dir),
-            **_common_training(out, max_steps, max_minutes, lr, name, register),
-        },
-    )
+    recipe = _alignment_recipe(RewardRecipe, options)
     _run_recipe(recipe, save_config, lambda: train_reward(recipe, cli_settings(ctx)))
 
 
@@ -1105,23 +1082,7 @@ def finetune_reward(
 @click.option("--loss-type", type=click.Choice(["sigmoid", "ipo", "hinge", "robust"]), default=None)
 @click.option("--reference", type=click.Choice(["adapter-disabled", "copy"]), default=None)
 @click.pass_context
-def finetune_dpo(
-    ctx: click.Context,
-    config_file: Path | None,
-    model: str | None,
-    data_dir: Path | None,
-    out: Path | None,
-    max_steps: int | None,
-    max_minutes: float | None,
-    lr: float | None,
-    name: str | None,
-    register: bool | None,
-    save_config: Path | None,
-    sft_adapter: str | None,
-    beta: float | None,
-    loss_type: str | None,
-    reference: str | None,
-) -> None:
+def finetune_dpo(ctx: click.Context, save_config: Path | None, **options: Any) -> None:
     """Direct preference optimisation of a LoRA adapter (TRL DPOTrainer), after SFT or from the base.
 
     \b
@@ -1129,22 +1090,10 @@ def finetune_dpo(
       rag-app finetune dpo --data data/prefs --sft-adapter reader-sft --beta 0.1 --max-minutes 30
       rag-app finetune dpo --config-file finetune/configs/dpo.yaml --loss-type ipo
     """
-    from finetune.config import DPORecipe, build_recipe
+    from finetune.config import DPORecipe
     from finetune.dpo import dpo
 
-    recipe = build_recipe(
-        DPORecipe,
-        config_file,
-        **{
-            "model": model,
-            "sft_adapter": sft_adapter,
-            "beta": beta,
-            "loss_type": loss_type,
-            "reference": reference,
-            **_pair_files(data_dir),
-            **_common_training(out, max_steps, max_minutes, lr, name, register),
-        },
-    )
+    recipe = _alignment_recipe(DPORecipe, options)
     _run_recipe(recipe, save_config, lambda: dpo(recipe, cli_settings(ctx)))
 
 
@@ -1156,24 +1105,7 @@ def finetune_dpo(
 @click.option("--guard-weight", type=float, default=None)
 @click.option("--beta", type=float, default=None, help="KL penalty to the reference.")
 @click.pass_context
-def finetune_rlhf(
-    ctx: click.Context,
-    config_file: Path | None,
-    model: str | None,
-    data_dir: Path | None,
-    out: Path | None,
-    max_steps: int | None,
-    max_minutes: float | None,
-    lr: float | None,
-    name: str | None,
-    register: bool | None,
-    save_config: Path | None,
-    algorithm: str | None,
-    sft_adapter: str | None,
-    reward_model: str | None,
-    guard_weight: float | None,
-    beta: float | None,
-) -> None:
+def finetune_rlhf(ctx: click.Context, save_config: Path | None, **options: Any) -> None:
     """Online RL against hallucination (TRL GRPO or RLOO) of a LoRA policy; the reward curve is logged.
 
     Reward: the reward model and/or the guard's support, minus a penalty for a missing or wrong
@@ -1183,23 +1115,10 @@ def finetune_rlhf(
     Example:
       rag-app finetune rlhf --data data/prefs --reward-model reward-0.5b --max-steps 30
     """
-    from finetune.config import RLHFRecipe, build_recipe
+    from finetune.config import RLHFRecipe
     from finetune.rlhf import rlhf
 
-    recipe = build_recipe(
-        RLHFRecipe,
-        config_file,
-        **{
-            "model": model,
-            "algorithm": algorithm,
-            "sft_adapter": sft_adapter,
-            "reward_model": reward_model,
-            "guard_weight": guard_weight,
-            "beta": beta,
-            **_pair_files(data_dir),
-            **_common_training(out, max_steps, max_minutes, lr, name, register),
-        },
-    )
+    recipe = _alignment_recipe(RLHFRecipe, options)
     _run_recipe(recipe, save_config, lambda: rlhf(recipe, cli_settings(ctx)))
 
 

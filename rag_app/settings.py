@@ -118,9 +118,9 @@ class GeneratorSettings(_Section):
     adapter: str | None = None
     """Unset (default): the bare model. ``packaged``: rag-app's reader adapter for the packaged
     0.5B (shorter SQuAD-style answers, but it abstains on some "what happens" questions the bare
-    model answers: opt-in until it generalises); a LoRA adapter folder; the name of an adapter in the
-    registry (SFT, DPO, RLHF); ``promoted`` for the registry's promoted one. With ``openai``, the adapter's served model name (vLLM
-    ``--lora-modules name=path``)."""
+    model answers: opt-in until it generalises); a LoRA adapter folder; the name of an adapter in
+    the registry (SFT, DPO, RLHF); ``promoted`` for the registry's promoted one. With ``openai``,
+    the adapter's served model name (vLLM ``--lora-modules name=path``)."""
     base_url: str | None = None
     """With ``openai``: the server's URL, e.g. ``http://127.0.0.1:8000/v1``."""
     api_key: str | None = None

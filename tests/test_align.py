@@ -10,7 +10,6 @@ implicit reward margin, the RLHF reward curve logged).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ pytest.importorskip("trl")
 pytest.importorskip("datasets")
 
 import train_fixtures  # noqa: E402
+from train_fixtures import one_thread  # noqa: E402, F401  (the autouse fixture)
 
 from finetune.config import (  # noqa: E402
     DPORecipe,
@@ -54,14 +54,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SQUAD = ROOT.parent / "shared" / "data" / "squad-dev"
 HALUEVAL = ROOT.parent / "shared" / "data" / "halueval-qa" / "qa_pairs.jsonl"
 needs_data = pytest.mark.skipif(not SQUAD.is_dir() or not HALUEVAL.is_file(), reason="../shared/data absent")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +322,7 @@ def test_reward_model_on_changed_base_weights_is_refused(
         register_adapter=False,
     )
     result = train_reward(recipe, settings)
-    train_fixtures.build_tiny_llama(base, tuple(_toy_texts()), seed=1)  # the base changes under the reward model
+    train_fixtures.build_tiny_llama(base, tuple(_toy_texts()), seed=1)  # new base weights, same folder
     with pytest.raises(TrainingError, match="trained on base weights"):
         RewardModel.load(str(result.weights), settings)
 

@@ -404,7 +404,7 @@ def test_threshold_keeps_abstention_target_and_balances_answer_errors() -> None:
     missing = [Row(features, 0.0, False) for _ in range(5)]
     rows = right + wrong + missing
     # right answers score 0.3-0.8, wrong ones 0.2-0.5, answers without a passage 0.1-0.5
-    scores = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8] + [0.2, 0.3, 0.4, 0.5] + [0.1, 0.2, 0.3, 0.4, 0.5]
+    scores = [*(0.3, 0.4, 0.5, 0.6, 0.7, 0.8), *(0.2, 0.3, 0.4, 0.5), *(0.1, 0.2, 0.3, 0.4, 0.5)]
     threshold, errors = pick_threshold(rows, scores)
     assert errors == decision_errors(rows, scores, threshold)
     # no threshold meets every target; the abstention limit (<= 1 of 5 shown) holds: threshold > 0.4

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ pytest.importorskip("trl")
 pytest.importorskip("datasets")
 
 import train_fixtures  # noqa: E402
+from train_fixtures import one_thread  # noqa: E402, F401  (the autouse fixture)
 
 from finetune import config as cfg  # noqa: E402
 from finetune.config import (  # noqa: E402
@@ -44,15 +44,6 @@ from rag_app.settings import Settings  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = train_fixtures.TOPICS
 _corpus_docs = train_fixtures.corpus_docs
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models train faster on one thread (and the machine is shared); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
