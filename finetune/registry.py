@@ -58,6 +58,20 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "002_loop_iterations",
+        """
+        CREATE TABLE loop_iterations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            parent TEXT,
+            candidate TEXT NOT NULL,
+            promoted INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            record TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 
@@ -199,6 +213,32 @@ class Registry:
                 )
         finally:
             conn.close()
+
+    def record_iteration(self, record: dict[str, Any]) -> int:
+        """Store one retraining-loop iteration (parent, candidate, data hashes, runs, decision)."""
+        conn = self._connect()
+        try:
+            with conn:
+                cursor = conn.execute(
+                    "INSERT INTO loop_iterations (at, parent, candidate, promoted, reason, record) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        _now(),
+                        record.get("parent"),
+                        record["candidate"],
+                        int(bool(record.get("promoted"))),
+                        str(record.get("reason", "")),
+                        json.dumps(record, default=str),
+                    ),
+                )
+                return int(cursor.lastrowid or 0)
+        finally:
+            conn.close()
+
+    def iterations(self) -> list[dict[str, Any]]:
+        """The loop's iterations, oldest first, each its full record with ``id`` and ``at``."""
+        rows = self._query("SELECT id, at, record FROM loop_iterations ORDER BY id")
+        return [{"id": r["id"], "at": r["at"], **json.loads(r["record"])} for r in rows]
 
     # -- reading ------------------------------------------------------------------------------
     def _stack(self) -> list[int]:

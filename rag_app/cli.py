@@ -43,7 +43,10 @@ class _Group(click.Group):
     Groups that live in the other packages (``eval``) load only when invoked.
     """
 
-    LAZY: ClassVar[dict[str, tuple[str, str]]] = {"eval": ("eval.cli", "eval_group")}
+    LAZY: ClassVar[dict[str, tuple[str, str]]] = {
+        "eval": ("eval.cli", "eval_group"),
+        "loop": ("eval.loop_cli", "loop_group"),
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.LAZY])

@@ -1,0 +1,405 @@
+"""The continuous retraining loop: evaluate, select failures, retrain, gate, promote.
+
+One iteration (:func:`run_iteration`), top to bottom:
+
+1. split the dataset's questions once, by a hash of their ids, into a **frozen evaluation split**
+   (recorded by the hash of its ids; never trained on) and a **training pool**;
+2. evaluate the promoted adapter (or the base model) on the frozen split;
+3. evaluate it on the training pool and select its failures (``eval select``: low F1, wrong
+   citation, flagged, wrong abstention, replicate disagreement, plus thumbs-down feedback);
+   questions without a known right answer go to the labelling queue (:mod:`eval.labelling`);
+4. build grounded SFT rows and preference pairs from the labelled failures;
+5. train the candidate: SFT, then DPO on top of it (``method: sft-dpo``, the default) or SFT only,
+   within the budget;
+6. evaluate the candidate on the same frozen split with the same seed;
+7. **promote only when** the paired test (``eval compare``'s :func:`eval.stats.compare_runs`)
+   shows a significant gain on the primary metric and no significant regression on wrong answers
+   shown, abstention accuracy or latency; otherwise keep the current adapter and say why;
+8. record the iteration in the registry: parent, candidate, data hashes, run ids, the decision
+   and its evidence.
+
+Only one iteration runs at a time (an exclusive lock on ``<data_dir>/loop.lock``, released by the
+OS when a process dies). Promotion is the last write of an iteration, so a crash at any earlier
+point leaves the promoted adapter as it was; the next iteration starts in a new folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from eval.types import SampleResult
+from rag_app.errors import ConfigError
+
+LOCK_NAME = "loop.lock"
+GATE_METRICS = {
+    "wrong_shown": "higher is worse",
+    "abstention_correct": "lower is worse",
+    "latency_s": "higher is worse",
+}
+"""The guard rails: a candidate that is significantly worse on any of them is refused."""
+
+
+class LoopSettings(BaseModel):
+    """One iteration's settings (``rag-app loop run`` flags; saved with the iteration)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: Path
+    """The index the questions are asked against."""
+    dataset: str
+    """What ``rag-app eval run --dataset`` takes: a JSONL file, squad-dev, a BEIR folder."""
+    data_root: Path | None = None
+    eval_share: float = Field(0.3, gt=0.0, lt=1.0)
+    """Share of the question ids frozen for evaluation (by a hash of the id: stable as data grows)."""
+    eval_limit: int | None = Field(60, ge=2)
+    """Frozen questions evaluated (a seeded, fixed draw from the frozen split)."""
+    pool_limit: int | None = Field(120, ge=1)
+    """Training-pool questions answered to find failures."""
+    select_n: int = Field(60, ge=1)
+    """Failures kept for training."""
+    method: Literal["sft", "sft-dpo"] = "sft-dpo"
+    budget_minutes: float = Field(30.0, gt=0)
+    """Training time for the candidate (SFT and DPO share it)."""
+    primary_metric: str = "f1"
+    alpha: float = Field(0.05, gt=0.0, lt=0.5)
+    seed: int = 0
+    lora_rank: int = Field(8, ge=1)
+    top_layers: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1)
+    work_dir: Path | None = None
+    """Where each iteration writes its data and runs (default: ``<data_dir>/loop``)."""
+
+
+@dataclass
+class Decision:
+    """Whether the candidate is promoted, why, and the paired comparison behind it."""
+
+    promote: bool
+    reason: str
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- one at a time -------------------------------------------------------------------------------
+@contextmanager
+def loop_lock(data_dir: Path) -> Iterator[None]:
+    """Hold the loop's exclusive lock, or fail at once naming who holds it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_NAME
+    handle = path.open("a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(
+                f"a loop iteration is already running ({holder}); wait for it to finish"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {_now()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock (and so does the OS when the process dies)
+
+
+# -- the frozen split ----------------------------------------------------------------------------
+def split_ids(ids: Sequence[str], eval_share: float, seed: int) -> tuple[list[str], list[str]]:
+    """Frozen evaluation ids and training-pool ids, by a seeded hash of each id: adding questions
+    never moves an old one to the other side."""
+    frozen: list[str] = []
+    pool: list[str] = []
+    for sample_id in ids:
+        bucket = int(hashlib.sha256(f"{seed}:{sample_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (frozen if bucket < eval_share else pool).append(sample_id)
+    return frozen, pool
+
+
+def ids_hash(ids: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+# -- the gate ------------------------------------------------------------------------------------
+def gate_results(
+    results: Sequence[SampleResult], samples: dict[str, Any], primary: str
+) -> list[SampleResult]:
+    """Per question: the primary metric, wrong answers shown (answered with F1 = 0 where a reference
+    exists), abstention correct (where the question has no reference answer), and latency."""
+    out = []
+    for r in results:
+        sample = samples.get(r.sample_id)
+        has_answer = bool(sample is not None and sample.answers)
+        metrics: dict[str, float | None] = {"latency_s": float(r.timings.get("total", 0.0))}
+        value = r.metrics.get(f"answer.{primary}", r.metrics.get(primary))
+        if value is not None:
+            metrics[primary] = float(value)
+        if has_answer:
+            f1 = r.metrics.get("answer.f1")
+            metrics["wrong_shown"] = float(not r.abstained and f1 is not None and float(f1) == 0.0)
+        else:
+            metrics["abstention_correct"] = float(r.abstained)
+        out.append(SampleResult(r.sample_id, r.replicate, r.question, r.answer, r.abstained, metrics=metrics))
+    return out
+
+
+def decide(
+    base: Sequence[SampleResult], candidate: Sequence[SampleResult], primary: str, alpha: float, seed: int = 0
+) -> Decision:
+    """Promote when the candidate's primary metric is significantly higher (paired bootstrap and
+    sign-flip test, Holm-adjusted) and none of :data:`GATE_METRICS` is significantly worse."""
+    from eval.stats import compare_runs
+
+    rows = compare_runs(base, candidate, resamples=4000, seed=seed, alpha=alpha)
+    by_metric = {r["metric"]: r for r in rows}
+    main = by_metric.get(primary)
+    if main is None:
+        return Decision(False, f"no paired {primary} values to compare: keeping the current adapter", rows)
+    worse = [
+        name
+        for name, direction in GATE_METRICS.items()
+        if name in by_metric
+        and by_metric[name]["significant"]
+        and (by_metric[name]["diff"] > 0) == (direction == "higher is worse")
+    ]
+    summary = (
+        f"{primary} {main['a']:.3f} -> {main['b']:.3f} (diff {main['diff']:+.3f}, p {main['p_adjusted']:.3g})"
+    )
+    if worse:
+        return Decision(
+            False, f"significantly worse on {', '.join(worse)}; {summary}: kept the current", rows
+        )
+    if not (main["significant"] and main["diff"] > 0):
+        return Decision(False, f"no significant gain: {summary}; kept the current adapter", rows)
+    return Decision(True, f"significant gain: {summary}", rows)
+
+
+# -- one iteration -------------------------------------------------------------------------------
+Trainer = Callable[[Path, Path, str | None, Any, LoopSettings], str]
+"""``(sft_dir, pairs_dir, parent adapter, settings, loop) -> registered candidate name``."""
+OpenRag = Callable[[Any, Path], Any]
+"""``(settings with generator.adapter set, index) -> RAG``: how the loop opens the app to evaluate."""
+
+
+def open_rag(settings: Any, index: Path) -> Any:
+    """The app over ``index`` with ``settings`` (the default :data:`OpenRag`)."""
+    from rag_app.rag import RAG
+
+    return RAG.open(index, settings)
+
+
+def run_iteration(
+    settings: Any, loop: LoopSettings, *, train: Trainer | None = None, opener: OpenRag | None = None
+) -> dict[str, Any]:
+    """One iteration (see the module doc); returns its record (also stored in the registry)."""
+    with loop_lock(Path(settings.data_dir)):
+        return _iteration(settings, loop, train or train_candidate, opener or open_rag)
+
+
+def _iteration(settings: Any, loop: LoopSettings, train: Trainer, opener: OpenRag) -> dict[str, Any]:
+    from eval.datasets import EvalDataset, load_dataset
+    from eval.runs import RunStore
+    from eval.select import select, write_selection
+    from finetune.registry import Registry
+    from rag_app.feedback import FeedbackStore
+
+    started = time.perf_counter()
+    stage: dict[str, float] = {}
+    registry = Registry.from_settings(settings)
+    parent = registry.promoted()
+    work = (loop.work_dir or Path(settings.data_dir) / "loop") / time.strftime("%Y%m%d-%H%M%S")
+    work.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(loop.dataset, loop.data_root)
+    frozen_ids, pool_ids = split_ids([s.id for s in dataset.samples], loop.eval_share, loop.seed)
+    by_id = {s.id: s for s in dataset.samples}
+    frozen = EvalDataset(dataset.name, [by_id[i] for i in frozen_ids], dataset.documents, dataset.origin)
+    frozen = frozen.head(loop.eval_limit, loop.seed)
+    pool = EvalDataset(dataset.name, [by_id[i] for i in pool_ids], dataset.documents, dataset.origin)
+    pool = pool.head(loop.pool_limit, loop.seed)
+    if len(frozen.samples) < 2 or not pool.samples:
+        raise ConfigError(
+            f"{loop.dataset}: {len(frozen.samples)} frozen and {len(pool.samples)} pool questions; "
+            "the loop needs at least 2 frozen and 1 pool question (more questions, or another eval_share)"
+        )
+
+    with RunStore.for_settings(settings) as store:
+        t0 = time.perf_counter()
+        current = parent.path if parent else None
+        base_run = _evaluate(opener, settings, loop, current, frozen, store, "loop-base")
+        pool_run = _evaluate(opener, settings, loop, current, pool, store, "loop-pool")
+        stage["evaluate_current_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        feedback = FeedbackStore(settings.data_dir)
+        try:
+            candidates = select(
+                pool_run, {s.id: s for s in pool.samples}, loop.select_n, feedback=feedback,
+                index_dir=str(loop.index),
+            )  # fmt: skip
+        finally:
+            feedback.close()
+        selection = write_selection(candidates, work / "failures.jsonl")
+        from eval.labelling import LabellingQueue
+
+        with LabellingQueue(settings.data_dir) as queue:
+            queued = queue.add([c for c in candidates if not c.answer], index_dir=str(loop.index))
+        sft_dir, pairs_dir, data_hashes = _training_data(work, loop)
+        stage["select_and_data_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        name = train(sft_dir, pairs_dir, parent.name if parent else None, settings, loop)
+        stage["train_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        candidate = registry.require(name)
+        cand_run = _evaluate(opener, settings, loop, candidate.path, frozen, store, "loop-candidate")
+        stage["evaluate_candidate_s"] = time.perf_counter() - t0
+
+    samples = {s.id: s for s in frozen.samples}
+    decision = decide(
+        gate_results(base_run.results, samples, loop.primary_metric),
+        gate_results(cand_run.results, samples, loop.primary_metric),
+        loop.primary_metric,
+        loop.alpha,
+        loop.seed,
+    )
+    stage["total_s"] = time.perf_counter() - started
+    record = {
+        "started": _now(),
+        "parent": parent.name if parent else None,
+        "candidate": name,
+        "method": loop.method,
+        "frozen_split": {
+            "questions": len(frozen.samples),
+            "ids_hash": ids_hash([s.id for s in frozen.samples]),
+        },
+        "pool": {"questions": len(pool.samples), "selected": selection, "queued_for_labels": queued},
+        "data_hashes": data_hashes,
+        "runs": {"base": base_run.id, "pool": pool_run.id, "candidate": cand_run.id},
+        "promoted": decision.promote,
+        "reason": decision.reason,
+        "evidence": decision.evidence,
+        "stages": {k: round(v, 1) for k, v in stage.items()},
+        "settings": loop.model_dump(mode="json"),
+        "work_dir": str(work),
+    }
+    if decision.promote:
+        registry.promote(name)  # the last write: a crash before it leaves the current adapter promoted
+    registry.record_iteration(record)
+    return record
+
+
+def _evaluate(
+    opener: OpenRag, settings: Any, loop: LoopSettings, adapter: Path | None, data: Any, store: Any, name: str
+) -> Any:
+    """One eval run of ``adapter`` (None: the base model) over ``data``, answer metrics only."""
+    from eval.runner import RunOptions, run_evaluation
+
+    run_settings = settings.model_copy(deep=True)
+    run_settings.generator.adapter = str(adapter) if adapter else None
+    if loop.threads:
+        run_settings.generator.threads = loop.threads
+    options = RunOptions(seed=loop.seed, replicates=1, ragas=False, judge=False, perplexity=False, name=name)
+    rag = opener(run_settings, loop.index)
+    try:
+        return run_evaluation(rag, data, options, store=store)
+    finally:
+        rag.close()
+
+
+def _training_data(work: Path, loop: LoopSettings) -> tuple[Path, Path, dict[str, str]]:
+    """Grounded SFT rows and preference pairs from the labelled failures."""
+    from finetune.config import GroundedDataRecipe, PreferenceRecipe
+    from finetune.data import file_sha256, write_dataset
+    from finetune.preferences import write_preferences
+
+    failures = work / "failures.jsonl"
+    if not failures.is_file() or not failures.read_text(encoding="utf-8").strip():
+        raise ConfigError("no labelled failures to train on: label the queued questions, or widen the pool")
+    sft_dir, pairs_dir = work / "sft-data", work / "pairs"
+    write_dataset(
+        GroundedDataRecipe(source="jsonl", path=failures, unanswerable_share=0.2, seed=loop.seed, out=sft_dir)
+    )
+    write_preferences(
+        PreferenceRecipe(
+            squad=None, halueval=None, jsonl=failures, seed=loop.seed, max_per_type=None, out=pairs_dir
+        )
+    )
+    hashes = {"failures": file_sha256(failures), "sft": file_sha256(sft_dir / "train.jsonl")}
+    hashes["pairs"] = file_sha256(pairs_dir / "train.jsonl")
+    return sft_dir, pairs_dir, hashes
+
+
+def train_candidate(
+    sft_dir: Path, pairs_dir: Path, parent: str | None, settings: Any, loop: LoopSettings
+) -> str:
+    """SFT of a new LoRA adapter on the base model, then DPO on top of it; returns the registered
+    name of the candidate. (The parent is recorded as lineage; its training data is not replayed.)"""
+    from finetune.config import DataSource, DPORecipe, LoraArgs, PreferenceData, SFTRecipe, TrainArgs
+    from finetune.dpo import dpo
+    from finetune.sft import sft
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    model = settings.generator.model
+    minutes = loop.budget_minutes / (2 if loop.method == "sft-dpo" else 1)
+    lora = LoraArgs(r=loop.lora_rank, alpha=2 * loop.lora_rank, top_layers=loop.top_layers)
+    work = sft_dir.parent
+
+    def args(out: str, lr: float) -> TrainArgs:
+        return TrainArgs(output_dir=work / out, max_steps=10_000, max_minutes=minutes, learning_rate=lr,
+                         batch_size=2, max_seq_length=768, threads=loop.threads, logging_steps=5)  # fmt: skip
+
+    sft_name = f"loop-sft-{stamp}"
+    sft(
+        SFTRecipe(
+            model=model, data=DataSource(train=sft_dir / "train.jsonl", validation=None),
+            train=args("sft", 2e-4), lora=lora, name=sft_name,
+        ),
+        settings,
+    )  # fmt: skip
+    if loop.method == "sft":
+        return sft_name
+    dpo_name = f"loop-dpo-{stamp}"
+    dpo(
+        DPORecipe(
+            model=model, sft_adapter=sft_name, train=args("dpo", 5e-5), lora=lora, name=dpo_name,
+            data=PreferenceData(train=pairs_dir / "train.jsonl", validation=None),
+        ),
+        settings,
+    )  # fmt: skip
+    return dpo_name
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def history_rows(settings: Any) -> list[dict[str, Any]]:
+    """The recorded iterations, oldest first (``rag-app loop history``)."""
+    from finetune.registry import Registry
+
+    return Registry.from_settings(settings).iterations()
+
+
+__all__ = [
+    "Decision",
+    "LoopSettings",
+    "decide",
+    "gate_results",
+    "history_rows",
+    "loop_lock",
+    "run_iteration",
+    "split_ids",
+    "train_candidate",
+]

@@ -1,0 +1,71 @@
+"""``rag-app loop``: run one retraining iteration, and show the loop's history (loaded lazily)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rag_app.cli import cli_settings, print_json
+
+
+@click.group("loop")
+def loop_group() -> None:
+    """The retraining loop: evaluate, select failures, retrain, gate, promote."""
+
+
+@loop_group.command("run")
+@click.option("--index", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--dataset", required=True, help="What `rag-app eval run --dataset` takes (JSONL, squad-dev, ...)."
+)
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--budget-minutes", type=float, default=None, help="Training time for the candidate.")
+@click.option("--method", type=click.Choice(["sft", "sft-dpo"]), default=None)
+@click.option("--eval-limit", type=click.IntRange(2), default=None, help="Frozen questions evaluated.")
+@click.option("--pool-limit", type=click.IntRange(1), default=None, help="Pool questions answered.")
+@click.option(
+    "--select", "select_n", type=click.IntRange(1), default=None, help="Failures kept for training."
+)
+@click.option("--threads", type=click.IntRange(1), default=None)
+@click.pass_context
+def loop_run(ctx: click.Context, **options: object) -> None:
+    """One iteration; promotes the candidate only on a significant gain with no regression.
+
+    \b
+    Example:
+      rag-app loop run --index my-index --dataset qa.jsonl --budget-minutes 30
+    """
+    from eval.loop import LoopSettings, run_iteration
+
+    given = {k: v for k, v in options.items() if v is not None}
+    record = run_iteration(cli_settings(ctx), LoopSettings.model_validate(given))
+    print_json({k: v for k, v in record.items() if k != "evidence"} | {"evidence": record["evidence"]})
+
+
+@loop_group.command("history")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def loop_history(ctx: click.Context, as_json: bool) -> None:
+    """Each iteration: parent -> candidate, the primary metric before and after, the decision."""
+    from eval.loop import history_rows
+
+    rows = history_rows(cli_settings(ctx))
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no loop iterations yet (run `rag-app loop run`)")
+    for row in rows:
+        primary = row["settings"]["primary_metric"]
+        main = next((e for e in row["evidence"] if e["metric"] == primary), None)
+        change = (
+            f"{primary} {main['a']:.3f} -> {main['b']:.3f} [{main['ci_low']:+.3f}, {main['ci_high']:+.3f}]"
+            if main
+            else ""
+        )
+        verdict = "PROMOTED" if row["promoted"] else "kept"
+        click.echo(
+            f"{row['id']:>3} {row['at']}  {row['parent'] or 'base'} -> {row['candidate']}  {change}  "
+            f"{verdict}"
+        )

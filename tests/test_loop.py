@@ -1,0 +1,244 @@
+"""The retraining loop: the gate, the lock, crash safety, and an iteration end to end on a tiny model.
+
+The end-to-end iteration runs every real step (eval run -> select -> SFT rows and pairs -> SFT
+then DPO on a tiny random Llama -> eval run -> decision -> registry record). The gate's decisions
+are checked on paired results built to be better, worse, or better but riskier.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+import train_fixtures  # noqa: E402
+from eval_fixtures import DOCS, ExtractiveGenerator, build_index  # noqa: E402
+from train_fixtures import one_thread  # noqa: E402, F401  (the autouse fixture)
+
+from eval.loop import LoopSettings, decide, loop_lock, run_iteration, split_ids  # noqa: E402
+from eval.types import SampleResult  # noqa: E402
+from rag_app.errors import ConfigError  # noqa: E402
+from rag_app.generation.base import Completion  # noqa: E402
+from rag_app.prompting import NOT_FOUND  # noqa: E402
+from rag_app.rag import RAG  # noqa: E402
+from rag_app.settings import Settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTIONS = [
+    ("Who designed the Northbridge tunnel?", "John Miller", "/docs/engineer.md"),
+    ("When was the Northbridge tunnel completed?", "1998", "/docs/engineer.md"),
+    ("How long did the tunnel work take?", "six years", "/docs/engineer.md"),
+    ("What did the tunnel team use?", "a new concrete mix", "/docs/engineer.md"),
+    ("Who founded the Lakeside clinic?", "Priya Sharma", "/docs/doctor.md"),
+    ("When did Priya Sharma open the clinic?", "2005", "/docs/doctor.md"),
+    ("Whom does the clinic treat for free?", "children", "/docs/doctor.md"),
+    ("What causes the tides?", "the gravity of the moon", "/docs/tides.md"),
+    ("When do spring tides happen?", "at full moon and at new moon", "/docs/tides.md"),
+    ("What does lava cool into?", "basalt", "/docs/volcano.md"),
+    ("What feeds volcanic eruptions?", "Magma chambers", "/docs/volcano.md"),
+    ("What nationality is John Miller?", "German", "/docs/engineer.md"),
+]
+
+
+def _results(
+    values: list[float], wrong: list[float] | None = None, latency: float = 1.0
+) -> list[SampleResult]:
+    out = []
+    for i, v in enumerate(values):
+        metrics = {"f1": v, "latency_s": latency}
+        if wrong is not None:
+            metrics["wrong_shown"] = wrong[i]
+        out.append(SampleResult(f"q{i}", 0, f"question {i}", "answer", metrics=metrics))
+    return out
+
+
+# -- the gate -----------------------------------------------------------------------------------
+def test_gate_promotes_a_significant_gain_and_refuses_the_rest() -> None:
+    n = 40
+    base = _results([0.2] * n, [0.3 if i % 3 == 0 else 0.0 for i in range(n)])
+    better = _results(
+        [0.6 + 0.01 * (i % 5) for i in range(n)], [0.3 if i % 3 == 0 else 0.0 for i in range(n)]
+    )
+    decision = decide(base, better, "f1", 0.05)
+    assert decision.promote and "significant gain" in decision.reason
+    worse = _results([0.1] * n, [0.3 if i % 3 == 0 else 0.0 for i in range(n)])
+    refused = decide(base, worse, "f1", 0.05)
+    assert not refused.promote and "no significant gain" in refused.reason
+    riskier = _results([0.6 + 0.01 * (i % 5) for i in range(n)], [1.0] * n)  # better F1, far more wrong shown
+    risky = decide(base, riskier, "f1", 0.05)
+    assert not risky.promote and "wrong_shown" in risky.reason
+    slower = [
+        SampleResult(r.sample_id, 0, r.question, r.answer, metrics={**r.metrics, "latency_s": 9.0 + i % 3})
+        for i, r in enumerate(better)
+    ]
+    assert "latency_s" in decide(base, slower, "f1", 0.05).reason
+
+
+def test_frozen_split_is_stable_as_questions_are_added() -> None:
+    ids = [f"q{i}" for i in range(200)]
+    frozen, pool = split_ids(ids, 0.3, 0)
+    assert 40 < len(frozen) < 80 and set(frozen).isdisjoint(pool)
+    more_frozen, _ = split_ids([*ids, *(f"new{i}" for i in range(100))], 0.3, 0)
+    assert set(frozen) <= set(more_frozen)
+
+
+def test_a_second_iteration_refuses_while_one_runs(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time, sys
+            sys.path.insert(0, {str(ROOT)!r})
+            from pathlib import Path
+            from eval.loop import loop_lock
+            with loop_lock(Path({str(tmp_path)!r})):
+                print("held", flush=True)
+                time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        settings = Settings(cache_dir=tmp_path / "cache", data_dir=tmp_path)
+        with pytest.raises(ConfigError, match=rf"already running \(pid {holder.pid}"):
+            run_iteration(settings, LoopSettings(index=tmp_path / "none", dataset="x.jsonl"))
+        os.kill(holder.pid, signal.SIGKILL)  # a crashed iteration: the OS drops its lock
+        holder.wait(timeout=10)
+        with loop_lock(tmp_path):
+            pass
+    finally:
+        holder.kill()
+
+
+# -- an iteration on a tiny model -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_fixtures.build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), tuple(DOCS.values()))
+
+
+@pytest.fixture()
+def world(tmp_path: Path, tiny_model: Path, embedder: Any) -> tuple[Settings, LoopSettings]:
+    settings = Settings(cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")
+    settings.generator.model = str(tiny_model)
+    settings.generator.max_new_tokens = 12
+    settings.guard.verifier = False
+    index = build_index(tmp_path / "index", settings, embedder)
+    dataset = tmp_path / "qa.jsonl"
+    rows = [
+        {"id": f"q{i}", "question": q, "answer": a, "context": DOCS[src]}
+        for i, (q, a, src) in enumerate(QUESTIONS)
+    ]
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    loop = LoopSettings(
+        index=index, dataset=str(dataset), eval_share=0.4, eval_limit=None, pool_limit=None, select_n=10,
+        budget_minutes=0.05, lora_rank=2,
+    )  # fmt: skip
+    return settings, loop
+
+
+def test_iteration_end_to_end_records_lineage_and_decision(world: tuple[Settings, LoopSettings]) -> None:
+    from finetune.registry import Registry
+
+    settings, loop = world
+    record = run_iteration(settings, loop)
+    registry = Registry.from_settings(settings)
+    candidate = registry.require(record["candidate"])
+    assert candidate.method == "dpo" and record["method"] == "sft-dpo"
+    assert record["parent"] is None and set(record["runs"]) == {"base", "pool", "candidate"}
+    assert set(record["data_hashes"]) == {"failures", "sft", "pairs"}
+    assert record["frozen_split"]["questions"] >= 2 and record["pool"]["selected"]["labelled"] >= 1
+    assert {"evaluate_current_s", "train_s", "evaluate_candidate_s"} <= set(record["stages"])
+    # a random tiny model gains nothing significant: nothing is promoted, and the record says why
+    assert not record["promoted"] and registry.promoted() is None and "kept" in record["reason"]
+    (stored,) = registry.iterations()
+    assert stored["candidate"] == record["candidate"] and stored["reason"] == record["reason"]
+
+
+class _Abstains:
+    model_id = "abstains"
+    adapter_id: str | None = None
+
+    def generate(self, messages: Any, **_: object) -> Completion:
+        return Completion(text=NOT_FOUND, model=self.model_id)
+
+    def stream(self, messages: Any, **_: object) -> Any:
+        yield NOT_FOUND
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+def test_a_candidate_made_worse_is_not_promoted(world: tuple[Settings, LoopSettings], embedder: Any) -> None:
+    from finetune.registry import Registry
+
+    settings, loop = world
+
+    def opener(run_settings: Settings, index: Path) -> RAG:
+        # the current model answers from its sources; the candidate (any adapter set) abstains on everything
+        worse = run_settings.generator.adapter is not None
+        generator = _Abstains() if worse else ExtractiveGenerator()
+        return RAG.open(index, run_settings, embedder=embedder, generator=generator)
+
+    record = run_iteration(settings, loop.model_copy(update={"eval_share": 0.8}), opener=opener)
+    main = next(e for e in record["evidence"] if e["metric"] == "f1")
+    assert main["b"] < main["a"] and not record["promoted"]
+    assert Registry.from_settings(settings).promoted() is None
+
+
+def test_kill_during_training_leaves_the_promoted_adapter(
+    world: tuple[Settings, LoopSettings], tmp_path: Path
+) -> None:
+    from finetune.registry import Registry
+
+    settings, loop = world
+    registry = Registry.from_settings(settings)
+    adapter = tmp_path / "current-adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")
+    registry.register(
+        "current", adapter, base_model=settings.generator.model, base_hash="x", method="sft", data_hash="y"
+    )
+    registry.promote("current")
+    marker = tmp_path / "training"
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / "tests")!r})
+        from pathlib import Path
+        from eval.loop import LoopSettings, run_iteration
+        from eval_fixtures import ExtractiveGenerator
+        from rag_app.rag import RAG
+        from rag_app.settings import Settings
+        settings = Settings.model_validate_json({settings.model_dump_json()!r})
+        loop = LoopSettings.model_validate_json({loop.model_dump_json()!r})
+        def train(*args):
+            Path({str(marker)!r}).write_text("started")
+            time.sleep(120)
+        def opener(s, index):
+            return RAG.open(index, s, generator=ExtractiveGenerator())
+        run_iteration(settings, loop, train=train, opener=opener)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.time() + 300
+        while not marker.exists() and child.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+        assert marker.exists(), "the iteration never reached training"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        child.kill()
+    promoted = registry.promoted()
+    assert promoted is not None and promoted.name == "current"
+    assert registry.iterations() == []  # nothing half-recorded
+    with loop_lock(Path(settings.data_dir)):  # the next iteration can start
+        pass
