@@ -79,6 +79,10 @@ class LoopSettings(BaseModel):
     threads: int | None = Field(None, ge=1)
     work_dir: Path | None = None
     """Where each iteration writes its data and runs (default: ``<data_dir>/loop``)."""
+    track: bool = False
+    """Log the iteration to MLflow (``pip install 'rag-app[track]'``; :mod:`eval.tracking`)."""
+    tracking_uri: str | None = None
+    """With ``track``: an MLflow server; unset: a local ``<data_dir>/mlruns`` folder."""
 
 
 @dataclass
@@ -211,11 +215,13 @@ def _iteration(settings: Any, loop: LoopSettings, train: Trainer, opener: OpenRa
     from eval.datasets import EvalDataset, load_dataset
     from eval.runs import RunStore
     from eval.select import select, write_selection
+    from eval.triggers import snapshot
     from finetune.registry import Registry
     from rag_app.feedback import FeedbackStore
 
     started = time.perf_counter()
     stage: dict[str, float] = {}
+    watched = snapshot(settings, loop.index)
     registry = Registry.from_settings(settings)
     parent = registry.promoted()
     work = (loop.work_dir or Path(settings.data_dir) / "loop") / time.strftime("%Y%m%d-%H%M%S")
@@ -291,9 +297,19 @@ def _iteration(settings: Any, loop: LoopSettings, train: Trainer, opener: OpenRa
         "reason": decision.reason,
         "evidence": decision.evidence,
         "stages": {k: round(v, 1) for k, v in stage.items()},
+        "snapshot": watched,
         "settings": loop.model_dump(mode="json"),
         "work_dir": str(work),
     }
+    if loop.track:
+        from eval.tracking import log_iteration
+
+        record["mlflow_run"] = log_iteration(
+            record,
+            data_dir=Path(settings.data_dir),
+            tracking_uri=loop.tracking_uri,
+            adapter_dir=candidate.path,
+        )
     if decision.promote:
         registry.promote(name)  # the last write: a crash before it leaves the current adapter promoted
     registry.record_iteration(record)

@@ -28,6 +28,8 @@ def loop_group() -> None:
     "--select", "select_n", type=click.IntRange(1), default=None, help="Failures kept for training."
 )
 @click.option("--threads", type=click.IntRange(1), default=None)
+@click.option("--track/--no-track", default=None, help="Log the iteration to MLflow (rag-app[track]).")
+@click.option("--tracking-uri", default=None, help="An MLflow server (default: <data_dir>/mlruns).")
 @click.pass_context
 def loop_run(ctx: click.Context, **options: object) -> None:
     """One iteration; promotes the candidate only on a significant gain with no regression.
@@ -41,6 +43,55 @@ def loop_run(ctx: click.Context, **options: object) -> None:
     given = {k: v for k, v in options.items() if v is not None}
     record = run_iteration(cli_settings(ctx), LoopSettings.model_validate(given))
     print_json({k: v for k, v in record.items() if k != "evidence"} | {"evidence": record["evidence"]})
+
+
+@loop_group.command("watch")
+@click.option("--index", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--dataset", required=True)
+@click.option(
+    "--thumbs-down", type=click.IntRange(1), default=20, show_default=True, help="New thumbs-down answers."
+)
+@click.option(
+    "--new-documents", type=click.IntRange(1), default=50, show_default=True, help="New indexed documents."
+)
+@click.option("--every-hours", type=float, default=None, help="Also on a schedule.")
+@click.option("--poll-seconds", type=click.IntRange(1), default=300, show_default=True)
+@click.option("--once", is_flag=True, help="Check once (run if due) and exit: for cron or a systemd timer.")
+@click.option("--budget-minutes", type=float, default=None)
+@click.pass_context
+def loop_watch(
+    ctx: click.Context, index: Path, dataset: str, thumbs_down: int, new_documents: int,
+    every_hours: float | None, poll_seconds: int, once: bool, budget_minutes: float | None,
+) -> None:  # fmt: skip
+    """Run an iteration whenever new thumbs-down answers, new documents or the schedule say so.
+
+    \b
+    From cron, every 30 minutes:
+      */30 * * * *  cd /srv/rag && rag-app loop watch --once --index my-index --dataset qa.jsonl
+    """
+    import time
+
+    from eval.loop import LoopSettings, history_rows, run_iteration
+    from eval.triggers import Triggers, due, last_snapshot, snapshot
+
+    settings = cli_settings(ctx)
+    triggers = Triggers(thumbs_down, new_documents, every_hours)
+    loop = LoopSettings.model_validate(
+        {"index": index, "dataset": dataset, **({"budget_minutes": budget_minutes} if budget_minutes else {})}
+    )
+    while True:
+        reason = due(snapshot(settings, index), last_snapshot(history_rows(settings)), triggers)
+        if reason:
+            click.echo(f"iteration due: {reason}")
+            record = run_iteration(settings, loop)
+            click.echo(
+                f"{record['candidate']}: {'promoted' if record['promoted'] else 'kept'}: {record['reason']}"
+            )
+        elif once:
+            click.echo("nothing due")
+        if once:
+            return
+        time.sleep(poll_seconds)
 
 
 @loop_group.command("history")

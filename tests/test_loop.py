@@ -242,3 +242,40 @@ def test_kill_during_training_leaves_the_promoted_adapter(
     assert registry.iterations() == []  # nothing half-recorded
     with loop_lock(Path(settings.data_dir)):  # the next iteration can start
         pass
+
+
+def test_iteration_is_logged_to_a_local_mlflow_folder(tmp_path: Path) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    from eval.tracking import log_iteration
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")
+    evidence = [{"metric": "f1", "a": 0.2, "b": 0.4, "diff": 0.2, "p_adjusted": 0.01}]
+    record = {
+        "candidate": "loop-dpo-1", "parent": None, "method": "sft-dpo", "promoted": True,
+        "reason": "significant gain", "evidence": evidence, "stages": {"train_s": 12.0},
+        "settings": {"primary_metric": "f1"}, "data_hashes": {"sft": "abc"}, "runs": {"base": "r1"},
+        "frozen_split": {"ids_hash": "h"},
+    }  # fmt: skip
+    run_id = log_iteration(record, data_dir=tmp_path, adapter_dir=adapter)
+    assert (tmp_path / "mlruns").is_dir()
+    run = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "mlruns").resolve().as_uri()).get_run(run_id)
+    assert run.data.metrics["candidate.f1"] == 0.4 and run.data.metrics["promoted"] == 1.0
+    assert run.data.params["parent"] == "base" and run.data.tags["decision"] == "promoted"
+
+
+def test_triggers_fire_on_feedback_documents_and_time() -> None:
+    from eval.triggers import Triggers, due, last_snapshot
+
+    last = {"thumbs_down": 3, "documents": 100, "at": "2026-12-01T00:00:00+00:00"}
+    quiet = {"thumbs_down": 10, "documents": 120, "at": "2026-12-01T05:00:00+00:00"}
+    triggers = Triggers(thumbs_down=20, new_documents=50, every_hours=6)
+    assert due(quiet, last, triggers) is None
+    assert due(quiet | {"thumbs_down": 23}, last, triggers) == "20 new thumbs-down answers"
+    assert due(quiet | {"documents": 160}, last, triggers) == "60 new documents in the index"
+    assert (
+        due(quiet | {"at": "2026-12-01T07:00:00+00:00"}, last, triggers) == "7.0 h since the last iteration"
+    )
+    assert due(quiet, None, triggers) == "no iteration has run yet"
+    assert last_snapshot([{"snapshot": last}, {"snapshot": quiet}]) == quiet
