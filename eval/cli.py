@@ -65,6 +65,11 @@ def eval_group() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the cost estimate and stop.")
 @click.option("--calibrate/--no-calibrate", default=True, help="Time one answer for the estimate.")
 @click.option("--name", default="", help="A label stored with the run.")
+@click.option(
+    "--adapter",
+    default=None,
+    help="Generator adapter: a folder, a registered name, 'promoted' (generator.adapter).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def eval_run(
@@ -85,6 +90,7 @@ def eval_run(
     dry_run: bool,
     calibrate: bool,
     name: str,
+    adapter: str | None,
     as_json: bool,
 ) -> None:
     """Answer a dataset's questions through the app, score them, store the run and write a report.
@@ -102,6 +108,8 @@ def eval_run(
     from rag_app.store.index import IndexStore
 
     settings = cli_settings(ctx)
+    if adapter is not None:
+        settings.generator.adapter = adapter
     kinds = PROBES if probes.strip() == "all" else tuple(p.strip() for p in probes.split(",") if p.strip())
     unknown = [p for p in kinds if p not in PROBES]
     if unknown:

@@ -115,6 +115,8 @@ def train_and_evaluate(
         "peak_rss_mb": peak_rss_mb(),
     }
     history = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    if not history and steps:  # fewer steps than logging_steps: the run's mean loss is its one point
+        history = [float(out.training_loss)]
     tokens = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
     if tokens and seconds > 0:  # TRL's trainers count the tokens they trained on
         metrics["train_tokens"] = int(tokens[-1])

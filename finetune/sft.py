@@ -16,6 +16,7 @@ The recipe, top to bottom (TRL's ``SFTTrainer`` does the loop, PEFT the adapters
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from finetune.common import (
 from finetune.config import LoraArgs, PromptArgs, SFTRecipe, TrainingError
 from finetune.data import read_rows
 from rag_app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 QLORA_ON_CPU = (
     "QLoRA loads the base model in 4-bit with bitsandbytes, which needs a CUDA GPU, and none is "
@@ -69,6 +72,12 @@ def sft(recipe: SFTRecipe, settings: Settings | None = None) -> RunResult:
             f"all {len(train_rows)} training rows are longer than train.max_seq_length "
             f"({recipe.train.max_seq_length} tokens) up to their answer: raise it or use fewer distractors"
         )
+    if kept < len(train_rows):
+        log.warning(
+            "%d of %d training rows are longer than train.max_seq_length (%d tokens) up to their answer "
+            "and were dropped: raise it or use fewer distractors",
+            len(train_rows) - kept, len(train_rows), recipe.train.max_seq_length,
+        )  # fmt: skip
     metrics, history = train_and_evaluate(trainer, bool(validation_rows), recipe.train.max_minutes)
     metrics["trainable_params"], metrics["total_params"] = count_trainable(trainer.model)
     metrics["train_rows"], metrics["rows_dropped_too_long"] = kept, len(train_rows) - kept
