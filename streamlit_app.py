@@ -414,6 +414,8 @@ def _evaluation_page(settings: Settings, feedback: FeedbackStore) -> None:
         f"{counts['corrections']} corrections (`{feedback.path}`)."
     )
     _stored_runs(settings)
+    _loop_lineage(settings)
+    _labelling_queue(settings)
     folder = settings.ui.reports_dir
     reports = _report_files(folder)
     if not reports:
@@ -450,6 +452,84 @@ def _stored_runs(settings: Settings) -> None:
     st.caption(
         "Compare two runs with `rag-app eval compare A B`; `rag-app eval report RUN` writes a run's report."
     )
+
+
+def _loop_lineage(settings: Settings) -> None:
+    """The retraining loop: the promoted adapter, each iteration's lineage and decision, and the
+    primary metric over iterations (``rag-app loop history``)."""
+    from finetune.registry import REGISTRY_DB, Registry
+
+    registry = Registry.from_settings(settings)
+    if not (registry.folder / REGISTRY_DB).is_file():
+        return
+    iterations = registry.iterations()
+    promoted = registry.promoted()
+    if not iterations and promoted is None:
+        return
+    st.subheader("Retraining loop")
+    st.caption(
+        f"Promoted adapter: **{promoted.name if promoted else 'none (the base model)'}**. "
+        "`rag-app adapters rollback` returns to the one before."
+    )
+    rows, points = [], []
+    for it in iterations:
+        primary = it["settings"]["primary_metric"]
+        main = next((e for e in it["evidence"] if e["metric"] == primary), None)
+        rows.append(
+            {
+                "iteration": it["id"],
+                "at": it["at"],
+                "from": it["parent"] or "base",
+                "candidate": it["candidate"],
+                primary: f"{main['a']:.3f} -> {main['b']:.3f}" if main else "",
+                "95% interval of the gain": f"[{main['ci_low']:+.3f}, {main['ci_high']:+.3f}]"
+                if main
+                else "",
+                "decision": "promoted" if it["promoted"] else "kept",
+                "why": it["reason"],
+            }
+        )
+        if main:
+            points += [
+                {"iteration": it["id"], "adapter": "current", primary: main["a"]},
+                {"iteration": it["id"], "adapter": "candidate", primary: main["b"]},
+            ]
+    if rows:
+        st.dataframe(rows, hide_index=True, key="loop")
+    if points:
+        st.line_chart(points, x="iteration", y=primary, color="adapter")
+
+
+def _labelling_queue(settings: Settings) -> None:
+    """Questions the loop could not label: type the right answer, or mark it unanswerable."""
+    from eval.labelling import DB_NAME, LabellingQueue
+
+    if not (Path(settings.data_dir) / DB_NAME).is_file():
+        return
+    with LabellingQueue(settings.data_dir) as queue:
+        pending = queue.pending(limit=10)
+        counts = queue.counts()
+        if not pending:
+            return
+        st.subheader("Labelling queue")
+        st.caption(
+            f"{counts['pending']} questions wait for a right answer ({counts['labelled']} labelled); "
+            "labelled ones join the next loop iteration's training pool."
+        )
+        for row in pending:
+            with st.form(key=f"label-{row['id']}"):
+                st.markdown(f"**{_escape(row['question'])}**")
+                st.caption(f"The app answered: {_escape(row['app_answer'] or '(nothing)')}")
+                with st.expander("Sources"):
+                    st.write(row["context"])
+                answer = st.text_input("Right answer", key=f"answer-{row['id']}")
+                unanswerable = st.checkbox("The documents do not answer it", key=f"none-{row['id']}")
+                if st.form_submit_button("Save label"):
+                    if unanswerable or answer.strip():
+                        queue.label(row["id"], None if unanswerable else answer)
+                        st.rerun()
+                    else:
+                        st.warning("Type the right answer, or tick that the documents do not answer it.")
 
 
 def _report_files(folder: Path) -> list[Path]:

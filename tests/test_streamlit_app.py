@@ -219,9 +219,10 @@ def test_upload_ingest_two_turn_chat_citations_feedback(app_env: dict[str, Path]
     # A question the documents do not answer: an abstention, said clearly, with the closest passages.
     at.chat_input[0].set_value("How do I replace a bicycle chain?").run()
     unanswerable = _answers(at)[3]
-    assert "**I could not find the answer in the documents.** None of the documents is close enough" in unanswerable, (
-        unanswerable
-    )
+    assert (
+        "**I could not find the answer in the documents.** None of the documents is close enough"
+        in unanswerable
+    ), unanswerable
     assert at.button_group(key="cite-3").label == "Closest passages"
 
     # A PDF's citation names its page.
@@ -440,3 +441,51 @@ def test_real_chromium_asks_clicks_a_citation_and_screenshots(
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / "streamlit-citation.png")
         shutil.copy(tmp_path / "flagged.png", Path(keep) / "streamlit-flagged.png")
+
+
+def test_evaluation_page_shows_the_loop_lineage_and_takes_labels(app_env: dict[str, Path]) -> None:
+    from eval.labelling import LabellingQueue
+    from eval.select import Candidate
+    from finetune.registry import Registry
+
+    registry = Registry(app_env["data"] / "adapters")
+    adapter = app_env["data"] / "made-adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")
+    registry.register("loop-dpo-1", adapter, base_model="m", base_hash="h", method="dpo", data_hash="d")
+    registry.promote("loop-dpo-1")
+    evidence = [{"metric": "f1", "a": 0.21, "b": 0.34, "diff": 0.13, "ci_low": 0.05, "ci_high": 0.2}]
+    registry.record_iteration(
+        {"parent": None, "candidate": "loop-dpo-1", "promoted": True, "reason": "significant gain",
+         "evidence": evidence, "settings": {"primary_metric": "f1"}}
+    )  # fmt: skip
+    with LabellingQueue(app_env["data"]) as queue:
+        queue.add(
+            [
+                Candidate(
+                    "x",
+                    "Who built the tower?",
+                    1.0,
+                    [],
+                    "The tower was built by Eiffel.",
+                    "t.txt",
+                    None,
+                    "Bob",
+                )
+            ],
+            index_dir="idx",
+        )
+    at = AppTest.from_file(str(app_env["app"]), default_timeout=60)
+    at.run()
+    at.radio(key="page").set_value("Evaluation").run()
+    assert not at.exception, at.exception
+    assert "Promoted adapter: **loop-dpo-1**" in _texts(at)
+    (lineage,) = [d.value for d in at.dataframe if "candidate" in d.value.columns]
+    assert list(lineage["candidate"]) == ["loop-dpo-1"] and list(lineage["f1"]) == ["0.210 -> 0.340"]
+    assert list(lineage["decision"]) == ["promoted"]
+    assert "Who built the tower?" in _texts(at)
+    at.text_input(key="answer-1").set_value("Gustave Eiffel")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    with LabellingQueue(app_env["data"]) as queue:
+        assert [r["label"] for r in queue.labelled()] == ["Gustave Eiffel"] and queue.pending() == []
