@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -256,10 +257,16 @@ def _iteration(settings: Any, loop: LoopSettings, train: Trainer, opener: OpenRa
         finally:
             feedback.close()
         selection = write_selection(candidates, work / "failures.jsonl")
-        from eval.labelling import LabellingQueue
+        from eval.labelling import LabellingQueue, training_rows
 
         with LabellingQueue(settings.data_dir) as queue:
             queued = queue.add([c for c in candidates if not c.answer], index_dir=str(loop.index))
+            labelled = training_rows(queue.labelled(str(loop.index)))
+        if labelled:  # questions people labelled since: they join this iteration's training rows
+            with (work / "failures.jsonl").open("a", encoding="utf-8") as handle:
+                for row in labelled:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        selection["labelled_by_people"] = len(labelled)
         sft_dir, pairs_dir, data_hashes = _training_data(work, loop)
         stage["select_and_data_s"] = time.perf_counter() - t0
 

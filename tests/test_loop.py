@@ -147,10 +147,19 @@ def world(tmp_path: Path, tiny_model: Path, embedder: Any) -> tuple[Settings, Lo
 
 
 def test_iteration_end_to_end_records_lineage_and_decision(world: tuple[Settings, LoopSettings]) -> None:
+    from eval.labelling import LabellingQueue
+    from eval.select import Candidate
     from finetune.registry import Registry
 
     settings, loop = world
+    with LabellingQueue(settings.data_dir) as queue:  # a question a person labelled since the last iteration
+        queue.add([Candidate("x", "Who owns the clinic?", 1.0, [], DOCS["/docs/doctor.md"], "d", None, "?")],
+                  index_dir=str(loop.index))  # fmt: skip
+        queue.label(1, "Priya Sharma")
     record = run_iteration(settings, loop)
+    assert record["pool"]["selected"]["labelled_by_people"] == 1
+    failures = (Path(record["work_dir"]) / "failures.jsonl").read_text(encoding="utf-8")
+    assert "Who owns the clinic?" in failures and "Priya Sharma" in failures
     registry = Registry.from_settings(settings)
     candidate = registry.require(record["candidate"])
     assert candidate.method == "dpo" and record["method"] == "sft-dpo"
