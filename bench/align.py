@@ -82,7 +82,7 @@ def train_args(out: Path, minutes: float, lr: float, **extra: Any) -> TrainArgs:
         learning_rate=lr,
         batch_size=extra.pop("batch_size", 2),
         max_seq_length=768,
-        logging_steps=5,
+        logging_steps=extra.pop("logging_steps", 5),
         **extra,
     )
 
@@ -161,6 +161,11 @@ def main() -> None:
     )
     parser.add_argument("--model-negatives", type=int, default=60, help="prompts asked for model_wrong pairs")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the pairs and the reward model an interrupted run already made",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "align.json")
     args = parser.parse_args()
     load_before = warn_if_busy("align")
@@ -178,7 +183,11 @@ def main() -> None:
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    card = build_pairs(work / "pairs", args.model_negatives, settings)
+    card_path = work / "pairs" / "data_card.json"
+    if args.reuse and card_path.is_file():
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    else:
+        card = build_pairs(work / "pairs", args.model_negatives, settings)
     timings["pairs_s"] = time.perf_counter() - t0
     result["pairs"] = {k: card[k] for k in ("rows", "per_type", "groups")}
     print(json.dumps(result["pairs"], indent=1), flush=True)
@@ -194,7 +203,17 @@ def main() -> None:
     from finetune.rlhf import rlhf
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    reward = train_reward(
+    from finetune.common import RunResult
+
+    saved = work / "reward" / "result.json"
+    reward = (
+        RunResult(
+            **{k: v for k, v in json.loads(saved.read_text(encoding="utf-8")).items() if k != "adapter_name"}
+        )
+        if args.reuse and saved.is_file()
+        else None
+    )
+    reward = reward or train_reward(
         RewardRecipe(
             model=MODEL, data=data, lora=LORA, name=f"align-reward-{stamp}",
             train=train_args(work / "reward", args.reward_minutes, 2e-4, threads=args.threads),
@@ -226,7 +245,9 @@ def main() -> None:
     rl_run = rlhf(
         RLHFRecipe(
             model=MODEL, sft_adapter=str(sft_adapter), data=PreferenceData(train=data.train, validation=None),
-            train=train_args(work / "rlhf", args.rlhf_minutes, 5e-5, batch_size=4, threads=args.threads),
+            train=train_args(
+                work / "rlhf", args.rlhf_minutes, 5e-5, batch_size=4, logging_steps=1, threads=args.threads
+            ),
             lora=LORA, reward_model=str(reward.weights), num_generations=4, max_completion_length=32,
             name=f"align-rlhf-{stamp}",
         ),
