@@ -358,7 +358,7 @@ def main() -> None:
     )
     parser.add_argument("--dialogues", action="store_true", help="run the two-turn dialogues only")
     parser.add_argument(
-        "--refit-from", type=Path, default=None, help="fit the verdict again from a --fit-verdict results file"
+        "--refit-from", type=Path, default=None, help="fit the verdict again from a --fit-verdict result file"
     )
     parser.add_argument(
         "--recompute-features",
@@ -494,7 +494,9 @@ def _fit_rows(args: argparse.Namespace, rows: list[dict[str, Any]], info: dict[s
     from eval.calibrate import Row, fit_verdict
 
     fit_rows = [
-        Row(r["features"], r["f1"], r["answerable"], bool(r.get("contains"))) for r in rows if r["features"] and not r["abstained"]
+        Row(r["features"], r["f1"], r["answerable"], bool(r.get("contains")))
+        for r in rows
+        if r["features"] and not r["abstained"]
     ]
     info = {**info, "fitted": time.strftime("%Y-%m-%d")}
     model = fit_verdict(fit_rows, info)

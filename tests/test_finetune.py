@@ -406,7 +406,8 @@ def test_registry_promote_rollback_log(tmp_path: Path, tiny_model: Path) -> None
     with pytest.raises(ConfigError, match="no adapter named"):
         registry.promote("zzz")
     conn = sqlite3.connect(registry.folder / REGISTRY_DB)
-    assert [r[0] for r in conn.execute("SELECT name FROM _migrations")] == ["001_initial", "002_loop_iterations"]
+    migrations = [r[0] for r in conn.execute("SELECT name FROM _migrations")]
+    assert migrations == ["001_initial", "002_loop_iterations"]
     conn.close()
 
 
