@@ -292,17 +292,6 @@ def register_run(
     return name
 
 
-def free_memory_bytes() -> int | None:
-    """Memory available to start new work (Linux ``MemAvailable``), or ``None`` when unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
 def model_bytes(folder: Path) -> int:
     """The size of a model folder's weights on disk (about its size in memory at that precision)."""
     return sum(p.stat().st_size for p in folder.glob("*.safetensors")) or sum(

@@ -15,12 +15,12 @@ from finetune.common import (
     adapter_path,
     base_model_folder,
     check_adapter_base,
-    free_memory_bytes,
     model_bytes,
     register_run,
     save_base_record,
 )
 from finetune.config import TrainArgs, TrainingError
+from rag_app.packaged import available_memory
 from rag_app.settings import Settings
 
 REFERENCE_HEADROOM = 1.5
@@ -57,7 +57,7 @@ def load_policy(
 
 def reference_copy(base: Path, sft_adapter: str | None, train: TrainArgs, settings: Settings) -> Any:
     """A second, frozen copy of the reference model, after checking it fits in free memory."""
-    free = free_memory_bytes()
+    free = available_memory()
     need = model_bytes(base) * REFERENCE_HEADROOM
     if free is not None and need > free:
         raise TrainingError(

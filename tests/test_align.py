@@ -407,7 +407,7 @@ def test_dpo_reference_copy_without_memory_fails_before_training(
 ) -> None:
     import finetune.policy
 
-    monkeypatch.setattr(finetune.policy, "free_memory_bytes", lambda: 1024)
+    monkeypatch.setattr(finetune.policy, "available_memory", lambda: 1024)
     data = _toy_pairs(tmp_path / "pairs", train_fixtures.TOPICS)
     recipe = DPORecipe(
         model=str(tiny_model),
