@@ -230,13 +230,23 @@ def data_root(explicit: str | Path | None = None) -> Path:
     return next((c for c in candidates if c.is_dir()), candidates[-1])
 
 
+NAMED_SOURCES = {
+    "squad-dev": "SQuAD v1.1 dev as passages.jsonl + qa.jsonl, as shared/data/README.md of the "
+    "rag-app workspace describes",
+    "scifact": "BEIR SciFact: corpus.jsonl, queries.jsonl, qrels/test.tsv, as BEIR distributes it",
+}
+"""Where each named set comes from, for the message when it is missing."""
+
+
 def load_named(name: str, root: str | Path | None = None) -> EvalDataset:
     """``squad-dev`` or ``scifact`` from :func:`data_root`."""
     folder = data_root(root) / name
     if not folder.is_dir():
+        source = NAMED_SOURCES.get(name, "")
         raise DatasetError(
             f"dataset {name!r} not found at {folder}; point {DATA_ENV} (or --data-root) at the folder "
-            f"holding {name}/"
+            f"holding {name}/ ({source}), or evaluate your own questions: --dataset my-questions.jsonl "
+            "(one JSON object per line: question, answer, context) or --dataset generate"
         )
     return load_squad(folder) if name == "squad-dev" else load_beir(folder, "test", name="scifact")
 

@@ -319,3 +319,8 @@ def test_cost_estimate_counts_calls_tokens_and_minutes() -> None:
     unknown = estimate(questions=1, replicates=1, probe_calls=0, judge_calls=5, settings=settings,
                        seconds_per_answer=None, basis="x")  # fmt: skip
     assert unknown.minutes is None and unknown.basis == "none" and "unknown" in "\n".join(unknown.lines())
+
+
+def test_missing_named_dataset_says_where_it_comes_from_and_what_else_works(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"passages\.jsonl \+ qa\.jsonl.*--dataset my-questions\.jsonl"):
+        load_named("squad-dev", tmp_path)
