@@ -496,7 +496,7 @@ def _loop_lineage(settings: Settings) -> None:
             ]
     if rows:
         st.dataframe(rows, hide_index=True, key="loop")
-    if points:
+    if len(points) >= 4:  # a line needs two iterations; one is the table's row
         st.line_chart(points, x="iteration", y=primary, color="adapter")
 
 
@@ -512,8 +512,9 @@ def _labelling_queue(settings: Settings) -> None:
         if not pending:
             return
         st.subheader("Labelling queue")
+        waiting = "1 question waits" if counts["pending"] == 1 else f"{counts['pending']} questions wait"
         st.caption(
-            f"{counts['pending']} questions wait for a right answer ({counts['labelled']} labelled); "
+            f"{waiting} for a right answer ({counts['labelled']} labelled); "
             "labelled ones join the next loop iteration's training pool."
         )
         for row in pending:
