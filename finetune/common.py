@@ -327,3 +327,17 @@ def layer_count(base: Path) -> int:
     if not count:
         raise TrainingError(f"{base}/config.json names no num_hidden_layers: cannot pick the top layers")
     return int(count)
+
+
+def prepare(train: TrainArgs, settings: Settings | None) -> Settings:
+    """What a TRL recipe does first: check TRL, PEFT and datasets are installed, load the settings,
+    set the torch threads."""
+    for module in ("trl", "peft", "datasets"):
+        require(module)
+    set_threads(train)
+    return settings or Settings.load()
+
+
+def rows_kept(trainer: Any) -> int:
+    """The training rows the trainer kept (TRL drops the ones longer than ``max_length``)."""
+    return len(trainer.train_dataset)

@@ -29,30 +29,24 @@ from finetune.common import (
     count_trainable,
     finish,
     lora_config,
-    require,
-    set_threads,
+    prepare,
+    rows_kept,
     train_and_evaluate,
     trainer_kwargs,
 )
 from finetune.config import DPORecipe, TrainingError
 from finetune.policy import load_policy, reference_copy, register_policy, save_policy
-from finetune.preferences import read_pairs
+from finetune.preferences import read_pair_splits
 from rag_app.settings import Settings
 
 
 def dpo(recipe: DPORecipe, settings: Settings | None = None) -> RunResult:
     """Train per ``recipe``; returns where the adapter is and its metrics (reward margins)."""
-    for module in ("trl", "peft", "datasets"):
-        require(module)
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    settings = settings or Settings.load()
-    set_threads(recipe.train)
-    train_rows = read_pairs(recipe.data.train, recipe.data.max_train_rows)
-    validation_rows = []
-    if recipe.data.validation is not None and recipe.data.validation.is_file():
-        validation_rows = read_pairs(recipe.data.validation, recipe.data.max_validation_rows)
+    settings = prepare(recipe.train, settings)
+    train_rows, validation_rows = read_pair_splits(recipe.data)
     model, tokenizer, base = load_policy(recipe.model, recipe.sft_adapter, recipe.train, settings)
     ref_model = None
     if recipe.reference == "copy":
@@ -74,7 +68,7 @@ def dpo(recipe: DPORecipe, settings: Settings | None = None) -> RunResult:
         processing_class=tokenizer,
         peft_config=None if recipe.sft_adapter else lora_config(recipe.lora, base),
     )
-    if _rows_kept(trainer) == 0:
+    if rows_kept(trainer) == 0:
         raise TrainingError(f"no pair of {recipe.data.train} fits train.max_seq_length: raise it")
     before = _margins(trainer) if validation_rows else {}
     metrics, history = train_and_evaluate(trainer, False, recipe.train.max_minutes)
@@ -82,7 +76,7 @@ def dpo(recipe: DPORecipe, settings: Settings | None = None) -> RunResult:
     if validation_rows:
         metrics.update(_margins(trainer))
     metrics["trainable_params"], metrics["total_params"] = count_trainable(trainer.model)
-    metrics["train_pairs"] = _rows_kept(trainer)
+    metrics["train_pairs"] = rows_kept(trainer)
 
     weights = recipe.train.output_dir / "adapter"
     save_policy(trainer, tokenizer, weights, recipe.model, base)
@@ -101,8 +95,3 @@ def _margins(trainer: Any) -> dict[str, float]:
         "eval_loss": "eval_loss",
     }
     return {name: round(float(evaluated[key]), 4) for key, name in keys.items() if key in evaluated}
-
-
-def _rows_kept(trainer: Any) -> int:
-    """The training rows the trainer kept (TRL drops the ones longer than ``max_length``)."""
-    return len(trainer.train_dataset)

@@ -567,15 +567,35 @@ def _generator(recipe: PreferenceRecipe, settings: Any) -> Callable[[list[Any]],
     return ask
 
 
-def read_pairs(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
-    """Preference rows of a JSONL file, checked (:func:`check_pairs`), only the trainer's columns."""
+def read_pairs(path: Path, limit: int | None = None, *, with_meta: bool = False) -> list[dict[str, Any]]:
+    """Preference rows of a JSONL file, checked (:func:`check_pairs`): only the trainer's columns,
+    or whole rows (``meta`` too) with ``with_meta``."""
     from finetune.data import read_rows
 
     rows = read_rows(path, limit)
     if not rows:
         raise TrainingError(f"{path} has no rows")
     check_pairs(rows, str(path))
-    return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
+    if with_meta:
+        return rows
+    return [trainer_columns(r) for r in rows]
+
+
+def read_pair_splits(
+    data: Any, *, with_meta: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The train rows and the validation rows (none when the file is unset or absent) of ``data``
+    (:class:`finetune.config.PreferenceData`)."""
+    train = read_pairs(data.train, data.max_train_rows, with_meta=with_meta)
+    validation: list[dict[str, Any]] = []
+    if data.validation is not None and data.validation.is_file():
+        validation = read_pairs(data.validation, data.max_validation_rows, with_meta=with_meta)
+    return train, validation
+
+
+def trainer_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """The columns TRL's preference trainers read."""
+    return {"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]}
 
 
 __all__ = [

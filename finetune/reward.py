@@ -30,16 +30,15 @@ from finetune.common import (
     count_trainable,
     finish,
     lora_config,
+    prepare,
     register_run,
-    require,
+    rows_kept,
     save_base_record,
-    set_threads,
     train_and_evaluate,
     trainer_kwargs,
 )
 from finetune.config import RewardRecipe, TrainingError
-from finetune.data import read_rows
-from finetune.preferences import check_pairs
+from finetune.preferences import read_pair_splits, trainer_columns
 from rag_app.not_found import is_not_found
 from rag_app.settings import Settings
 
@@ -48,18 +47,12 @@ SCORE_BATCH = 8
 
 def train_reward(recipe: RewardRecipe, settings: Settings | None = None) -> RunResult:
     """Train per ``recipe``; returns where the adapter is and its metrics (pairwise accuracy)."""
-    for module in ("trl", "peft", "datasets"):
-        require(module)
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    settings = settings or Settings.load()
-    set_threads(recipe.train)
+    settings = prepare(recipe.train, settings)
     base = base_model_folder(recipe.model, settings)
-    train_rows = _rows(recipe.data.train, recipe.data.max_train_rows)
-    validation_rows = []
-    if recipe.data.validation is not None and recipe.data.validation.is_file():
-        validation_rows = _rows(recipe.data.validation, recipe.data.max_validation_rows)
+    train_rows, validation_rows = read_pair_splits(recipe.data, with_meta=True)
     model, tokenizer = load_classifier(base)
     lora = recipe.lora
     peft_config = lora_config(lora, base, "SEQ_CLS", modules_to_save=["score"])
@@ -72,18 +65,18 @@ def train_reward(recipe: RewardRecipe, settings: Settings | None = None) -> RunR
     trainer = RewardTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list([_columns(r) for r in train_rows]),
+        train_dataset=Dataset.from_list([trainer_columns(r) for r in train_rows]),
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    if _rows_kept(trainer) == 0:
+    if rows_kept(trainer) == 0:
         raise TrainingError(
             f"all {len(train_rows)} pairs are longer than train.max_seq_length "
             f"({recipe.train.max_seq_length} tokens): raise it"
         )
     metrics, history = train_and_evaluate(trainer, False, recipe.train.max_minutes)
     metrics["trainable_params"], metrics["total_params"] = count_trainable(trainer.model)
-    metrics["train_pairs"] = _rows_kept(trainer)
+    metrics["train_pairs"] = rows_kept(trainer)
 
     weights = recipe.train.output_dir / "adapter"
     trainer.save_model(str(weights))
@@ -126,18 +119,6 @@ def load_classifier(base: Path) -> tuple[Any, Any]:
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
-
-
-def _rows(path: Path, limit: int | None) -> list[dict[str, Any]]:
-    rows = read_rows(path, limit)
-    if not rows:
-        raise TrainingError(f"{path} has no rows")
-    check_pairs(rows, str(path))
-    return rows
-
-
-def _columns(row: dict[str, Any]) -> dict[str, Any]:
-    return {"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]}
 
 
 class RewardModel:
@@ -248,8 +229,3 @@ def pairwise_accuracy(rows: Sequence[dict[str, Any]], score: Scorer, *, prefix: 
     for kind, values in sorted(by_type.items()):
         out[f"{prefix}_accuracy_{kind}"] = round(sum(values) / len(values), 4)
     return out
-
-
-def _rows_kept(trainer: Any) -> int:
-    """The training rows the trainer kept (TRL drops the ones longer than ``max_length``)."""
-    return len(trainer.train_dataset)

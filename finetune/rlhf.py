@@ -31,15 +31,13 @@ from finetune.common import (
     count_trainable,
     finish,
     lora_config,
-    require,
-    set_threads,
+    prepare,
     train_and_evaluate,
     trainer_kwargs,
 )
 from finetune.config import RLHFRecipe, TrainingError
-from finetune.data import read_rows
 from finetune.policy import load_policy, register_policy, save_policy
-from finetune.preferences import check_pairs
+from finetune.preferences import read_pairs
 from rag_app.not_found import is_not_found
 from rag_app.prompting import cited_numbers
 from rag_app.settings import Settings
@@ -49,12 +47,9 @@ CURVE_NAME = "reward_curve.json"
 
 def rlhf(recipe: RLHFRecipe, settings: Settings | None = None) -> RunResult:
     """Train per ``recipe``; returns where the adapter is, its metrics and the reward curve."""
-    for module in ("trl", "peft", "datasets"):
-        require(module)
     from datasets import Dataset
 
-    settings = settings or Settings.load()
-    set_threads(recipe.train)
+    settings = prepare(recipe.train, settings)
     prompts = prompt_rows(recipe.data.train, recipe.data.max_train_rows)
     model, tokenizer, base = load_policy(recipe.model, recipe.sft_adapter, recipe.train, settings)
     reward = AnswerReward(recipe, settings)
@@ -106,10 +101,7 @@ def _algorithm(name: str) -> tuple[Any, Any]:
 
 def prompt_rows(path: Any, limit: int | None = None) -> list[dict[str, Any]]:
     """The distinct prompts of preference rows with what the reward needs from their ``meta``."""
-    rows = read_rows(path, None)
-    if not rows:
-        raise TrainingError(f"{path} has no rows")
-    check_pairs(rows, str(path))
+    rows = read_pairs(path, with_meta=True)
     seen: set[str] = set()
     out = []
     for n, row in enumerate(rows, 1):

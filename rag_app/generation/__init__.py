@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rag_app.errors import ConfigError
 from rag_app.generation.base import Completion, Generator, Message
@@ -103,29 +103,31 @@ def adapter_folder(settings: Settings) -> Path | None:
     )
 
 
-def _registered_adapter(settings: Settings, name: str) -> Path | None:
-    """The adapter registered as ``name`` (the registry is imported lazily; none without it)."""
+def _registry() -> Any:
+    """``finetune.registry``, imported lazily; ``None`` when the finetune package is not installed."""
     try:
-        registry = importlib.import_module("finetune.registry")
+        return importlib.import_module("finetune.registry")
     except ModuleNotFoundError as exc:
         if exc.name not in {"finetune", "finetune.registry"}:
             raise
         return None
-    folder = registry.registered_adapter(settings, name)
+
+
+def _registered_adapter(settings: Settings, name: str) -> Path | None:
+    """The adapter registered as ``name`` (none without a registry)."""
+    registry = _registry()
+    folder = registry.registered_adapter(settings, name) if registry is not None else None
     return Path(folder) if folder is not None else None
 
 
 def promoted_adapter(settings: Settings) -> Path:
     """The promoted adapter's folder: ``finetune.registry.promoted_adapter(settings)``, imported lazily."""
-    try:
-        registry = importlib.import_module("finetune.registry")
-    except ModuleNotFoundError as exc:
-        if exc.name not in {"finetune", "finetune.registry"}:
-            raise
+    registry = _registry()
+    if registry is None:
         raise ConfigError(
             "generator.adapter = 'promoted', but there is no adapter registry yet "
             "(finetune.registry is not installed): set generator.adapter to an adapter folder"
-        ) from None
+        )
     folder = registry.promoted_adapter(settings)
     if folder is None:
         raise ConfigError(
