@@ -62,6 +62,25 @@ def discover(
     return walker.result
 
 
+def source_name(path: str | Path) -> str:
+    """``path`` as text that SQLite, JSON and a terminal accept: the key a file is indexed under.
+
+    A file name that is not valid UTF-8 comes from the OS with surrogate escapes; its stray bytes
+    are written as ``\\xNN`` (``caf\\xe9.txt``), so the file is indexed (and found unchanged on the
+    next ingest) under that name. Valid names are returned as they are.
+    """
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate that no file name decoded to
+            raw = text.encode("utf-8", "surrogatepass")
+        return raw.decode("utf-8", "backslashreplace")
+    return text
+
+
 def content_hash(path: Path) -> str:
     """SHA-256 (hex) of the file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()

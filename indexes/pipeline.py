@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from indexes.chunking import Chunker
-from indexes.discovery import content_hash, discover
-from indexes.loaders import load_document
+from indexes.discovery import content_hash, discover, source_name
+from indexes.loaders import LoadLimits, load_document
 from rag_app.documents import Chunk, LoadedDocument
 from rag_app.embeddings.base import Embedder, embedder_model_name
 from rag_app.errors import DocumentError, IngestError
@@ -88,25 +88,30 @@ def ingest(
     prune: bool = False,
     progress: bool = False,
     on_progress: ProgressCallback | None = None,
+    wait: float | None = None,
 ) -> IngestReport:
     """Ingest files and folders into the index at ``index_dir`` (created if needed).
 
     Raises :class:`IngestError` when no path exists; per-file problems are reported in the
     returned :class:`IngestReport`, and the rest of the batch goes on. ``on_progress(done, total,
     source)`` is called as each file is taken up (a UI's progress bar; ``progress`` is tqdm's).
+    ``wait``: seconds to wait for another writer of the index (unset: ``index.lock_wait_s``), then
+    :class:`IndexLockedError`. A file whose name is not valid UTF-8 is indexed under
+    :func:`indexes.discovery.source_name` of its path.
     """
     started = time.perf_counter()
     report = IngestReport(index=str(index_dir))
     found = discover(paths, max_bytes=int(settings.index.max_file_mb * 1024 * 1024))
-    report.files_skipped = [{"path": s.path, "error": s.reason} for s in found.skipped]
-    report.files_skipped += [{"path": p, "error": "does not exist"} for p in found.missing]
+    report.files_skipped = [{"path": source_name(s.path), "error": s.reason} for s in found.skipped]
+    report.files_skipped += [{"path": source_name(p), "error": "does not exist"} for p in found.missing]
     if found.missing and len(found.missing) == len(paths):
-        raise IngestError("nothing to ingest: " + ", ".join(f"{p} does not exist" for p in found.missing))
+        missing = ", ".join(f"{source_name(p)} does not exist" for p in found.missing)
+        raise IngestError("nothing to ingest: " + missing)
     report.files_seen = len(found.files)
 
     store = _open_or_create(index_dir, settings, embedder)
-    with store.writer(settings.index.index_type) as writer:
-        candidates = _file_candidates(found.files, report)
+    with store.writer(settings.index.index_type, wait=_wait(settings, wait)) as writer:
+        candidates = _file_candidates(found.files, report, LoadLimits.from_settings(settings))
         _ingest(
             candidates,
             writer,
@@ -143,10 +148,12 @@ def ingest_documents(
     *,
     progress: bool = False,
     on_progress: ProgressCallback | None = None,
+    wait: float | None = None,
 ) -> IngestReport:
     """Ingest documents built in memory (``source`` is their key: same source, same document).
 
-    A document whose text is unchanged since the last ingest costs nothing.
+    A document whose text is unchanged since the last ingest costs nothing. ``wait`` as in
+    :func:`ingest`.
     """
     started = time.perf_counter()
     report = IngestReport(index=str(index_dir))
@@ -154,7 +161,7 @@ def ingest_documents(
     report.files_seen = len(docs)
     candidates = [
         _Candidate(
-            source=doc.source,
+            source=source_name(doc.source),
             size=len(doc.text.encode("utf-8", "surrogatepass")),
             mtime=0.0,
             digest=partial(_document_digest, doc),
@@ -163,7 +170,7 @@ def ingest_documents(
         for doc in docs
     ]
     store = _open_or_create(index_dir, settings, embedder)
-    with store.writer(settings.index.index_type) as writer:
+    with store.writer(settings.index.index_type, wait=_wait(settings, wait)) as writer:
         _ingest(
             candidates,
             writer,
@@ -177,6 +184,10 @@ def ingest_documents(
     store.close()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def _wait(settings: Settings, wait: float | None) -> float:
+    return settings.index.lock_wait_s if wait is None else wait
 
 
 def _document_digest(doc: LoadedDocument) -> str:
@@ -211,20 +222,25 @@ def _chunker(settings: Settings, embedder: Embedder) -> Chunker:
     )
 
 
-def _file_candidates(files: list[Path], report: IngestReport) -> Iterator[_Candidate]:
+def _file_candidates(files: list[Path], report: IngestReport, limits: LoadLimits) -> Iterator[_Candidate]:
     for path in files:
         try:
             stat = path.stat()
         except OSError as exc:
-            report.files_failed.append({"path": str(path), "error": f"not readable: {exc.strerror or exc}"})
+            _failed(report, str(path), f"not readable: {exc.strerror or exc}")
             continue
         yield _Candidate(
-            source=str(path),
+            source=source_name(path),
             size=stat.st_size,
             mtime=stat.st_mtime,
             digest=partial(content_hash, path),
-            load=partial(load_document, path),
+            load=partial(load_document, path, limits=limits),
         )
+
+
+def _failed(report: IngestReport, source: str, error: str) -> None:
+    """Record a file that was not ingested; path and reason as printable, storable text."""
+    report.files_failed.append({"path": source_name(source), "error": source_name(error)})
 
 
 def _ingest(
@@ -247,7 +263,7 @@ def _ingest(
         try:
             digest = item.digest()
         except OSError as exc:
-            report.files_failed.append({"path": item.source, "error": f"not readable: {exc.strerror or exc}"})
+            _failed(report, item.source, f"not readable: {exc.strerror or exc}")
             continue
         known = writer.document(item.source)
         if known is not None and known.content_hash == digest:
@@ -257,14 +273,14 @@ def _ingest(
             document = item.load()
             chunks = chunker.chunk(document)
         except DocumentError as exc:
-            report.files_failed.append({"path": item.source, "error": exc.reason})
+            _failed(report, item.source, exc.reason)
             continue
         except Exception as exc:  # a parser bug on one file must not stop the batch
             log.debug("loader crashed on %s", item.source, exc_info=True)
-            report.files_failed.append({"path": item.source, "error": f"{type(exc).__name__}: {exc}"})
+            _failed(report, item.source, f"{type(exc).__name__}: {exc}")
             continue
         if not chunks:
-            report.files_failed.append({"path": item.source, "error": "no text found"})
+            _failed(report, item.source, "no text found")
             continue
         hashes = [text_hash(c.text) for c in chunks]
         batch.append(_Pending(item.source, digest, item.size, item.mtime, document, chunks, hashes))
@@ -328,8 +344,8 @@ def _commit(
 
 def _prune(paths: Sequence[str | Path], seen: list[Path], writer: IndexWriter, report: IngestReport) -> None:
     """Remove indexed documents under ``paths`` whose files were not found this time."""
-    roots = [str(Path(p).resolve()) for p in paths]
-    seen_sources = {str(p) for p in seen}
+    roots = [source_name(Path(p).resolve()) for p in paths]
+    seen_sources = {source_name(p) for p in seen}
     gone = []
     for source in writer.sources():
         under_root = any(source == r or source.startswith(r.rstrip("/") + "/") for r in roots)

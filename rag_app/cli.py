@@ -104,23 +104,39 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
 @click.option("--prune", is_flag=True, help="Remove indexed documents whose files are gone.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option(
+    "--wait",
+    "wait",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Wait up to SECONDS for another writer of the index to finish (default: index.lock_wait_s).",
+)
 @click.pass_context
 def ingest(
-    ctx: click.Context, paths: tuple[str, ...], index: Path, prune: bool, as_json: bool, progress: bool | None
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    index: Path,
+    prune: bool,
+    as_json: bool,
+    progress: bool | None,
+    wait: float | None,
 ) -> None:
     """Ingest files and folders into an index (created if needed).
 
-    Unchanged files are skipped by content hash; changed files replace their chunks.
+    Unchanged files are skipped by content hash; changed files replace their chunks. Only one
+    writer at a time: a second one fails at once, unless --wait lets it queue.
 
     \b
     Examples:
       rag-app ingest report.pdf notes/ --index my-index
       rag-app ingest docs/ --index my-index --prune --json
+      rag-app ingest docs/ --index my-index --wait 600   # from cron, beside manual ingests
     """
     from rag_app.rag import RAG
 
     show = sys.stderr.isatty() and not as_json if progress is None else progress
-    report = RAG(index, cli_settings(ctx)).ingest(list(paths), prune=prune, progress=show)
+    report = RAG(index, cli_settings(ctx)).ingest(list(paths), prune=prune, progress=show, wait=wait)
     if as_json:
         print_json(report.to_dict())
     else:

@@ -97,10 +97,13 @@ class RAG:
         prune: bool = False,
         progress: bool = False,
         on_progress: Callable[[int, int, str], None] | None = None,
+        wait: float | None = None,
     ) -> IngestReport:
         """Add, update (and with ``prune`` remove) documents; see :func:`indexes.pipeline.ingest`.
 
         ``on_progress(done, total, source)`` is called as each file is taken up (for a UI's progress bar).
+        ``wait``: seconds to wait for another writer of the index (unset: ``index.lock_wait_s``)
+        before :class:`IndexLockedError`.
         """
         # The facade reaches into the ingest package lazily, like the CLI: rag_app stays importable alone.
         from indexes.pipeline import ingest
@@ -113,6 +116,7 @@ class RAG:
             prune=prune,
             progress=progress,
             on_progress=on_progress,
+            wait=wait,
         )
         if self._store is not None:
             self._store.refresh()
@@ -124,8 +128,12 @@ class RAG:
         *,
         progress: bool = False,
         on_progress: Callable[[int, int, str], None] | None = None,
+        wait: float | None = None,
     ) -> IngestReport:
-        """Index documents built in memory; a document's ``source`` is its key (same source: replaced)."""
+        """Index documents built in memory; a document's ``source`` is its key (same source: replaced).
+
+        ``wait`` as in :meth:`ingest`.
+        """
         from indexes.pipeline import ingest_documents
 
         report = ingest_documents(
@@ -135,6 +143,7 @@ class RAG:
             self.embedder,
             progress=progress,
             on_progress=on_progress,
+            wait=wait,
         )
         if self._store is not None:
             self._store.refresh()
@@ -248,9 +257,13 @@ class RAG:
         """Every indexed document."""
         return self.store.docstore.documents()
 
-    def delete(self, sources: Sequence[str]) -> int:
-        """Remove documents by source path; returns the number of chunks removed."""
-        with self.store.writer(self.settings.index.index_type) as writer:
+    def delete(self, sources: Sequence[str], *, wait: float | None = None) -> int:
+        """Remove documents by source path; returns the number of chunks removed.
+
+        ``wait`` as in :meth:`ingest`.
+        """
+        wait = self.settings.index.lock_wait_s if wait is None else wait
+        with self.store.writer(self.settings.index.index_type, wait=wait) as writer:
             known = writer.sources()
             missing = [s for s in sources if s not in known]
             if missing:
@@ -258,7 +271,7 @@ class RAG:
             return writer.delete(list(sources))
 
     def stats(self) -> dict[str, Any]:
-        """Counts, sizes and what the index was built with."""
+        """Counts of what the index serves, sizes and build settings (:meth:`IndexStore.stats`)."""
         return self.store.stats()
 
     def close(self) -> None:

@@ -87,6 +87,17 @@ class IndexSettings(_Section):
     """Build/search on GPU when faiss was installed with GPU support (the ``gpu`` extra)."""
     max_file_mb: float = Field(100.0, gt=0)
     """Files larger than this are skipped with a message."""
+    max_unpacked_mb: float = Field(512.0, gt=0)
+    """Zip-based documents (DOCX, PPTX, XLSX, ODT, EPUB) whose members add up to more than this,
+    uncompressed, are refused before any member is read (a zip bomb guard)."""
+    max_zip_ratio: float = Field(100.0, gt=1)
+    """Zip-based documents that unpack to more than this many times their size (past 16 MB
+    unpacked) are refused before any member is read."""
+    max_text_mb: float = Field(100.0, gt=0)
+    """A document whose extracted text is larger than this (UTF-8) is refused instead of chunked."""
+    lock_wait_s: float = Field(0.0, ge=0)
+    """Seconds an ingest or delete waits for another writer of the same index to finish before
+    failing (``rag-app ingest --wait``); 0 fails at once."""
 
 
 class RetrievalSettings(_Section):
@@ -200,6 +211,9 @@ class ServerSettings(_Section):
     """Largest JSON request body."""
     max_upload_mb: float = Field(50.0, gt=0)
     """Largest multipart upload to ``POST /ingest`` (all files together)."""
+    ingest_wait_s: float = Field(300.0, ge=0)
+    """Seconds ``POST /ingest`` (and ``DELETE /documents``) waits, in a worker thread, for another
+    writer of the index (a CLI ingest, another request) to finish; then 409 ``index_locked``."""
     public_metrics: bool = True
     """Serve ``GET /metrics`` without a key (for Prometheus scrapers on a private network)."""
     json_logs: bool = True

@@ -11,10 +11,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from indexes.loaders.limits import MB, LoadLimits, check_file_size, check_zip_expansion
 from rag_app.documents import LoadedDocument
 from rag_app.errors import DocumentError, UnsupportedFormatError
 
-__all__ = ["SUPPORTED_EXTENSIONS", "load_document"]
+__all__ = ["SUPPORTED_EXTENSIONS", "LoadLimits", "load_document"]
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +45,38 @@ _LOADERS: dict[str, tuple[str, str]] = {
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(_LOADERS)
 """File extensions :func:`load_document` handles, lower case, with the dot."""
 
+ZIP_FORMATS: dict[str, str] = {
+    ".docx": "DOCX",
+    ".pptx": "PPTX",
+    ".xlsx": "XLSX",
+    ".odt": "ODT",
+    ".epub": "EPUB",
+}
+"""Extensions of zip-based formats, and their names in messages."""
 
-def load_document(path: str | Path) -> LoadedDocument:
+_PLAIN_TEXT = frozenset(
+    suffix for suffix, (module, _) in _LOADERS.items() if module in {"text", "tabular", "jsondoc"}
+)
+"""Formats whose whole file becomes text: the text limit applies to the file before it is read."""
+
+
+def load_document(path: str | Path, *, limits: LoadLimits | None = None) -> LoadedDocument:
     """Load one file into a :class:`LoadedDocument` with structure-aware sections.
 
     Raises :class:`UnsupportedFormatError` for an unknown extension and
-    :class:`DocumentError` (with a short reason) for a broken, encrypted, unreadable or
-    text-less file; no parser exception escapes unwrapped.
+    :class:`DocumentError` (with a short reason) for a broken, encrypted, unreadable, binary,
+    text-less or too large file; no parser exception escapes unwrapped. ``limits`` (default:
+    :class:`LoadLimits`'s defaults) bound what one file may cost: its size, for zip-based formats
+    the unpacked size and compression ratio read from the zip directory before any member is
+    inflated, and the extracted text.
     """
     path = Path(path)
+    limits = limits or LoadLimits()
     suffix = path.suffix.lower()
     if suffix not in _LOADERS:
         kind = f"file type {suffix}" if suffix else "file type (no extension)"
         raise UnsupportedFormatError(str(path), f"unsupported {kind}")
+    _check_before_parsing(path, suffix, limits)
     loader = _loader(suffix)
     try:
         document = loader(path)
@@ -70,7 +90,30 @@ def load_document(path: str | Path) -> LoadedDocument:
     document.sections = [s for s in document.sections if s.text.strip()]
     if not document.sections:
         raise DocumentError(str(path), _no_text_reason(document.format))
+    chars = sum(len(s.text) for s in document.sections)
+    if chars > limits.max_text_mb * MB:
+        raise DocumentError(
+            str(path),
+            f"its text is larger than {limits.max_text_mb:g} MB ({chars:,} characters; "
+            "limit index.max_text_mb)",
+        )
     return document
+
+
+def _check_before_parsing(path: Path, suffix: str, limits: LoadLimits) -> None:
+    """The limits that can be checked without parsing: file size, zip directory, plain-text size."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DocumentError(str(path), f"not readable ({exc.strerror or exc})") from exc
+    check_file_size(path, size, limits.max_file_mb, "index.max_file_mb")
+    if suffix in _PLAIN_TEXT:
+        check_file_size(path, size, limits.max_text_mb, "index.max_text_mb")
+    if suffix in ZIP_FORMATS:
+        from indexes.loaders.common import check_zip_container
+
+        check_zip_container(path, ZIP_FORMATS[suffix])  # encrypted or legacy Office: its own reason
+        check_zip_expansion(path, ZIP_FORMATS[suffix], limits)
 
 
 def _loader(suffix: str) -> Callable[[Path], LoadedDocument]:

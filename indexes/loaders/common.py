@@ -8,7 +8,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from indexes.encoding import decode_bytes
+from indexes.encoding import Decoded, binary_reason, decode
 from rag_app.documents import Section
 from rag_app.errors import DocumentError
 
@@ -126,8 +126,17 @@ def read_bytes(path: Path) -> bytes:
 
 
 def read_text(path: Path) -> tuple[str, str]:
-    """The file decoded as text: ``(text, encoding)``."""
-    return decode_bytes(read_bytes(path))
+    """The file decoded as text: ``(text, encoding)``; binary data is refused with a reason."""
+    decoded = decode(read_bytes(path))
+    check_text(path, decoded)
+    return decoded.text, decoded.encoding
+
+
+def check_text(path: Path, decoded: Decoded) -> None:
+    """Raise :class:`DocumentError` when decoded text is binary junk (random bytes, an archive)."""
+    reason = binary_reason(decoded)
+    if reason is not None:
+        raise DocumentError(str(path), reason)
 
 
 def check_zip_container(path: Path, kind: str) -> None:

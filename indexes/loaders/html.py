@@ -14,8 +14,8 @@ from typing import Any
 import lxml.etree
 import lxml.html
 
-from indexes.encoding import bom_encoding, decode_bytes
-from indexes.loaders.common import SectionBuilder, inline, read_bytes
+from indexes.encoding import Decoded, bom_encoding, decode_bytes
+from indexes.loaders.common import SectionBuilder, check_text, inline, read_bytes
 from rag_app.documents import LoadedDocument, Section
 from rag_app.errors import DocumentError
 
@@ -47,6 +47,7 @@ _SINGLE_BYTE = frozenset({"cp1252", "latin-1", "iso8859-1", "ascii", "iso8859-15
 def load_html(path: Path) -> LoadedDocument:
     """An HTML/XHTML file; the ``<title>`` goes into the metadata."""
     text, encoding = decode_html(read_bytes(path))
+    check_text(path, Decoded(text, encoding, "detected"))  # random bytes named .html are not a page
     root = parse_html(text, path)
     builder = SectionBuilder()
     html_sections(root, builder)

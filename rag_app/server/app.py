@@ -391,7 +391,9 @@ def create_app(
 
         Uploads are checked by extension and content and kept under ``server.uploads_dir`` (the
         documents' sources: uploading the same file name again updates it). Server paths must lie
-        under ``server.ingest_roots``, symlinks included.
+        under ``server.ingest_roots``, symlinks included. While another writer holds the index (a
+        CLI ingest, another request), the request waits for it in a worker thread, up to
+        ``server.ingest_wait_s``, and then answers 409 ``index_locked``.
         """
         ctype = request.headers.get("content-type", "")
         prune = False
@@ -418,7 +420,8 @@ def create_app(
                 415, "unsupported_media_type", "send multipart/form-data (files) or application/json (paths)"
             )
         _, rag = await _rag(name, create=True)
-        report = await run_in_threadpool(lambda: rag.ingest(paths, prune=prune))
+        # another writer (a CLI ingest, another request): wait for it in this worker thread (queued)
+        report = await run_in_threadpool(lambda: rag.ingest(paths, prune=prune, wait=s.ingest_wait_s))
         return {**report.to_dict(), "index": name}
 
     @app.delete("/documents/{doc_id}", tags=["indexes"], dependencies=admin)
@@ -430,7 +433,7 @@ def create_app(
             row = rag.store.docstore.document_by_id(doc_id)
             if row is None:
                 raise ApiError(404, "document_not_found", f"no document with id {doc_id} in index {name!r}")
-            removed = rag.delete([row.source])
+            removed = rag.delete([row.source], wait=s.ingest_wait_s)
             upload = Path(row.source)
             if upload.is_relative_to(uploads_dir.resolve() / name):
                 upload.unlink(missing_ok=True)  # an uploaded copy would otherwise come back on re-ingest
@@ -549,10 +552,10 @@ def _allowed_paths(raw_paths: list[str], roots: list[Path], settings: Settings) 
         if not inside(path):
             raise ApiError(403, "path_not_allowed", f"{raw} is outside the allowed ingest roots")
         paths.append(path)
-    from indexes.discovery import discover
+    from indexes.discovery import discover, source_name
 
     found = discover(paths, max_bytes=int(settings.index.max_file_mb * 2**20))
-    escaped = [str(f) for f in found.files if not inside(f.resolve())]
+    escaped = [source_name(f) for f in found.files if not inside(f.resolve())]
     if escaped:
         raise ApiError(
             403, "path_not_allowed", "links lead outside the allowed ingest roots: " + ", ".join(escaped[:5])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -89,6 +90,15 @@ class Docstore:
     def transaction(self) -> _Transaction:
         """``with store.transaction():`` commits on success, rolls back on error."""
         return _Transaction(self.conn)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """``with store.snapshot():`` the reads inside see one committed state (a read transaction)."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
 
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:

@@ -25,6 +25,18 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
 
 
+def _folder_size(folder: Path) -> int:
+    """Bytes of the files under ``folder``; a file a writer removes meanwhile counts as 0."""
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -171,18 +183,32 @@ class IndexStore:
         return self._sparse
 
     def stats(self) -> dict[str, Any]:
-        """Manifest facts plus live counts and sizes, for ``rag-app index stats``."""
-        docs, chunks = self.docstore.counts()
-        size = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
-        formats: dict[str, int] = {}
-        for row in self.docstore.conn.execute("SELECT format, COUNT(*) FROM documents GROUP BY format"):
-            formats[row[0]] = row[1]
+        """Counts of what the index serves, sizes, build settings (``index stats``, ``GET /indexes``).
+
+        Documents and chunks come from the docstore, vectors from the FAISS index searches use
+        (rebuilt in memory when the files on disk are stale), never from the manifest's copy.
+        ``derived_files_current`` is false while the FAISS/BM25 files lag behind the docstore.
+        """
+        db = self.docstore
+        for _ in range(3):  # a writer may commit between loading and counting: count again
+            self._ensure_loaded()  # what searches use (rebuilt in memory when the files are stale)
+            with self._lock:
+                served, vectors = self._loaded_generation, self._vectors
+            with db.snapshot():
+                docs, chunks = db.counts()
+                generation = db.generation
+                rows = db.conn.execute("SELECT format, COUNT(*) FROM documents GROUP BY format")
+                formats: dict[str, int] = {row[0]: row[1] for row in rows}
+            if generation == served:
+                break
+        ntotal = int(vectors.ntotal)
         m = self.manifest
         return {
             "index": str(self.folder),
             "documents": docs,
             "chunks": chunks,
-            "vectors": m.vectors,
+            "vectors": ntotal,
+            "derived_files_current": m.generation == generation,
             "formats": formats,
             "embedding_model": m.embedding_model,
             "embedding_model_id": m.embedding_model_id,
@@ -193,15 +219,19 @@ class IndexStore:
             "chunk_tokens": m.chunk_tokens,
             "overlap_tokens": m.overlap_tokens,
             "schema_version": m.schema_version,
-            "generation": self.docstore.generation,
+            "generation": generation,
             "created_at": m.created_at,
             "updated_at": m.updated_at,
-            "size_bytes": size,
+            "size_bytes": _folder_size(self.folder),
         }
 
-    def writer(self, index_type: str = "auto") -> IndexWriter:
-        """The one writer of this index; raises :class:`IndexLockedError` if another process writes."""
-        return IndexWriter(self, index_type)
+    def writer(self, index_type: str = "auto", *, wait: float = 0.0) -> IndexWriter:
+        """The one writer of this index.
+
+        Waits up to ``wait`` seconds for another writer (process or thread) to finish, then raises
+        :class:`IndexLockedError`.
+        """
+        return IndexWriter(self, index_type, wait=wait)
 
     def close(self) -> None:
         store = getattr(self._local, "docstore", None)
@@ -217,10 +247,12 @@ class IndexWriter:
     the manifest; a crash before that leaves them stale, and readers rebuild them.
     """
 
-    def __init__(self, store: IndexStore, index_type: str) -> None:
+    def __init__(self, store: IndexStore, index_type: str, *, wait: float = 0.0) -> None:
         self.store = store
         self.index_type = index_type
-        self._filelock = FileLock(str(store.folder / LOCK_NAME), timeout=0)
+        self.wait = max(0.0, float(wait))
+        # a lock object of its own: another writer in this process waits like another process would
+        self._filelock = FileLock(str(store.folder / LOCK_NAME), timeout=self.wait)
         self.db: Docstore | None = None
         self.added_ids: list[int] = []
         self.added_vectors: list[np.ndarray] = []
@@ -231,8 +263,10 @@ class IndexWriter:
         try:
             self._filelock.acquire()
         except Timeout:
+            waited = f" (waited {self.wait:g} s)" if self.wait else ""
             raise IndexLockedError(
-                f"another process is writing to the index {self.store.folder}; wait for it to finish"
+                f"another process is writing to the index {self.store.folder}{waited}; "
+                "wait for it to finish, or retry with --wait SECONDS (index.lock_wait_s)"
             ) from None
         self.db = Docstore(self.store.folder / DOCSTORE_NAME)
         self.start_generation = self.db.generation
