@@ -105,6 +105,11 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.option(
+    "--redact-pii",
+    is_flag=True,
+    help="Replace e-mails, phones, IBANs, cards, IPs and names with placeholders (index.redact_pii).",
+)
+@click.option(
     "--wait",
     "wait",
     type=click.FloatRange(min=0),
@@ -120,6 +125,7 @@ def ingest(
     prune: bool,
     as_json: bool,
     progress: bool | None,
+    redact_pii: bool,
     wait: float | None,
 ) -> None:
     """Ingest files and folders into an index (created if needed).
@@ -132,11 +138,15 @@ def ingest(
       rag-app ingest report.pdf notes/ --index my-index
       rag-app ingest docs/ --index my-index --prune --json
       rag-app ingest docs/ --index my-index --wait 600   # from cron, beside manual ingests
+      rag-app ingest mail/ --index private --redact-pii  # <EMAIL_1>, <PERSON_2> stored instead
     """
     from rag_app.rag import RAG
 
     show = sys.stderr.isatty() and not as_json if progress is None else progress
-    report = RAG(index, cli_settings(ctx)).ingest(list(paths), prune=prune, progress=show, wait=wait)
+    settings = cli_settings(ctx)
+    if redact_pii:
+        settings.index.redact_pii = True
+    report = RAG(index, settings).ingest(list(paths), prune=prune, progress=show, wait=wait)
     if as_json:
         print_json(report.to_dict())
     else:
@@ -150,6 +160,9 @@ def ingest(
             f"{report.chunks_reused} reused), {report.chunks_removed} removed "
             f"in {report.seconds:.1f} s -> {index}"
         )
+        if report.pii_redacted:
+            found = ", ".join(f"{n} {kind}" for kind, n in sorted(report.pii_redacted.items()))
+            click.echo(f"PII redacted: {found}")
         for item in report.files_failed + report.files_skipped:
             click.echo(f"  skipped {item['path']}: {item['error']}", err=True)
     if report.nothing_ingested:

@@ -98,6 +98,10 @@ class IndexSettings(_Section):
     lock_wait_s: float = Field(0.0, ge=0)
     """Seconds an ingest or delete waits for another writer of the same index to finish before
     failing (``rag-app ingest --wait``); 0 fails at once."""
+    redact_pii: bool = False
+    """Replace e-mails, phone numbers, IBANs, card numbers, IP addresses and person names with typed
+    placeholders (``<EMAIL_1>``) before chunks are stored or embedded (``rag-app ingest --redact-pii``;
+    needs the ``pii`` extra; see :mod:`indexes.redaction` for what it finds and misses)."""
 
 
 class RetrievalSettings(_Section):

@@ -412,3 +412,67 @@ def test_rest_ingest_queues_behind_another_writer(tmp_path: Path, settings, embe
         queued = client.post("/ingest", json=body)
         assert queued.status_code == 200, queued.text
         assert queued.json()["files_ingested"] == 1
+
+
+# -- what held, kept as a test: clients search a live server while it ingests ------------------------
+def test_clients_search_a_live_server_during_an_ingest(tmp_path: Path, settings, embedder) -> None:
+    pytest.importorskip("fastapi")
+    import socket
+
+    import httpx
+    import uvicorn
+
+    from rag_app.server.app import create_app
+    from rag_app.settings import ServerSettings
+
+    docs = _write(tmp_path / "roots" / "docs", {"a.txt": "The ferry to the island leaves at nine."})
+    RAG(tmp_path / "indexes" / "main", settings, embedder=embedder).ingest([docs])
+    news = {
+        f"n{i:02}.txt": f"Bulletin {i}: the harbour crane number {i} lifts containers." for i in range(40)
+    }
+    _write(docs, {**news, "kiosk.txt": "The quayside kiosk sells smoked mackerel rolls."})
+    s = settings.model_copy(deep=True)
+    s.data_dir = tmp_path / "data"
+    s.server = ServerSettings(
+        indexes_dir=tmp_path / "indexes",
+        default_index="main",
+        ingest_roots=[tmp_path / "roots"],
+        require_api_key=False,
+        rate_limit_per_minute=0,
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    config = uvicorn.Config(create_app(s, embedder=embedder, generator=_UnusedGenerator()), log_config=None)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        done, statuses = threading.Event(), []
+
+        def client() -> None:
+            with httpx.Client(base_url=url, timeout=30) as http:
+                while not done.is_set():
+                    statuses.append(
+                        http.post("/search", json={"query": "ferry to the island", "k": 3}).status_code
+                    )
+
+        clients = [threading.Thread(target=client) for _ in range(6)]
+        for c in clients:
+            c.start()
+        with httpx.Client(base_url=url, timeout=120) as http:
+            report = http.post("/ingest", json={"paths": [str(docs)]})
+            found = http.post("/search", json={"query": "smoked mackerel rolls at the quayside", "k": 1})
+        done.set()
+        for c in clients:
+            c.join(30)
+        assert report.status_code == 200 and report.json()["files_ingested"] == 41
+        assert statuses and set(statuses) == {200}
+        assert found.json()["hits"][0]["source"].endswith("kiosk.txt")  # searchable at once
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
