@@ -31,9 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import REPO_ROOT, RESULTS_DIR, WORK_DIR, format_table, warn_if_busy, write_results
-
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = REPO_ROOT.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
 KNOWN_LOCALES = ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL")
 UNKNOWN_LOCALES = ("pl_PL", "cs_CZ", "tr_TR", "fi_FI", "hu_HU", "ro_RO", "id_ID", "vi_VN")
@@ -207,11 +205,14 @@ def score(docs: list[dict[str, Any]], found: list[list[tuple[str, int, int]]]) -
 
 
 def main() -> None:
+    from common import RESULTS_DIR, WORK_DIR, format_table, warn_if_busy, write_results
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=500, help="labelled documents to generate")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "pii.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/pii.json")
     args = parser.parse_args()
+    args.out = args.out or RESULTS_DIR / "pii.json"
     load_before = warn_if_busy("pii")
 
     from indexes.redaction import LABELS, Redactor

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from rag_app.embeddings.base import Embedder, embedder_model_name
 from rag_app.errors import DocumentError, IngestError
 from rag_app.settings import Settings
 from rag_app.store.index import IndexStore, IndexWriter
+
+if TYPE_CHECKING:
+    from indexes.redaction import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class IngestReport:
     chunks_reused: int = 0
     bytes_ingested: int = 0
     seconds: float = 0.0
+    pii_redacted: dict[str, int] = field(default_factory=dict)
+    """With ``index.redact_pii``: redactions made, by placeholder type (``{"EMAIL": 3}``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -256,6 +261,7 @@ def _ingest(
     bar = _progress_bar(report.files_seen, progress)
     batch: list[_Pending] = []
     pending_chunks = 0
+    redactor = _redactor(settings)
     for done, item in enumerate(candidates, start=1):
         bar.update(1)
         if on_progress is not None:
@@ -265,12 +271,16 @@ def _ingest(
         except OSError as exc:
             _failed(report, item.source, f"not readable: {exc.strerror or exc}")
             continue
+        if redactor is not None:  # a redacted copy is not the plain one: switching re-ingests
+            digest = "pii:" + digest
         known = writer.document(item.source)
         if known is not None and known.content_hash == digest:
             report.files_unchanged += 1
             continue
         try:
             document = item.load()
+            if redactor is not None:  # before chunking: chunk text, offsets, BM25, vectors all redacted
+                document = redactor.redact(document, report.pii_redacted)
             chunks = chunker.chunk(document)
         except DocumentError as exc:
             _failed(report, item.source, exc.reason)
@@ -354,6 +364,17 @@ def _prune(paths: Sequence[str | Path], seen: list[Path], writer: IndexWriter, r
     if gone:
         report.chunks_removed += writer.delete(gone)
         report.files_removed = len(gone)
+
+
+def _redactor(settings: Settings) -> Redactor | None:
+    """The PII redactor, warmed up, when ``index.redact_pii`` is on (Presidio is imported only then)."""
+    if not settings.index.redact_pii:
+        return None
+    from indexes.redaction import Redactor
+
+    redactor = Redactor.from_settings(settings)
+    redactor.warm_up()  # a missing extra fails here, once, not once per file
+    return redactor
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
