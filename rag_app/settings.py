@@ -211,6 +211,11 @@ class ServerSettings(_Section):
     """Browser origins allowed to call the API (``["*"]`` for any); empty: no CORS headers."""
     rate_limit_per_minute: int = Field(120, ge=0)
     """Requests per minute per API key (a key may set its own); 0 disables the limit."""
+    failed_auth_per_minute: int = Field(20, ge=0)
+    """Failed authentications (no key, a wrong key) an address may make in a minute; past that it
+    gets 429 until the minute ends, whatever key it sends. Behind a reverse proxy the address is
+    taken from ``X-Forwarded-For`` only when the proxy is in uvicorn's ``FORWARDED_ALLOW_IPS``
+    (127.0.0.1 by default); else all clients share the proxy's. 0 disables the limit."""
     max_body_kb: int = Field(256, ge=1)
     """Largest JSON request body."""
     max_upload_mb: float = Field(50.0, gt=0)

@@ -14,18 +14,18 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, StrictBool, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -36,9 +36,19 @@ from rag_app.embeddings.base import Embedder
 from rag_app.generation.base import Generator
 from rag_app.rag import RAG
 from rag_app.server import openai_compat as oa
-from rag_app.server.keys import ApiKey, KeyStore
-from rag_app.server.keys import Scope as KeyScope
-from rag_app.server.limits import BodySizeLimit, RateLimiter
+from rag_app.server.auth import Authenticator, AuthFirstRoute
+from rag_app.server.contract import (
+    AUTH,
+    INDEX_NAME_PATTERN,
+    NOT_BLANK,
+    ApiError,
+    IndexName,
+    PublicPaths,
+    documented,
+    error_body,
+)
+from rag_app.server.keys import KeyStore
+from rag_app.server.limits import BodySizeLimit
 from rag_app.server.observability import LOG, Metrics
 from rag_app.server.runtime import REQUEST_LIMITS, Indexes, RequestLimits, iterate_in_thread
 from rag_app.settings import Settings
@@ -58,16 +68,8 @@ STATUS: dict[type[errors.RagAppError], int] = {
 """HTTP status of each error class (the first match along the class's ancestry; else 500)."""
 
 _ZIP_FORMATS = {".docx", ".pptx", ".xlsx", ".odt", ".epub"}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.message, self.headers = status, kind, message, headers
-
-
-def _error_body(status: int, kind: str, message: str, request_id: str | None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "code": status, "request_id": request_id}}
+DOC_ID_MAX = 2**63 - 1
+"""The largest document id (SQLite's INTEGER); a larger one in a path is refused with 422."""
 
 
 def _status_of(exc: errors.RagAppError) -> int:
@@ -83,18 +85,20 @@ def _snake(name: str) -> str:
 
 # -- request and response bodies ---------------------------------------------------------------
 class SearchRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=8000)
-    index: str | None = Field(None, description="Index name (GET /indexes); unset: server.default_index.")
+    query: str = Field(min_length=1, max_length=8000, pattern=NOT_BLANK)
+    index: IndexName | None = Field(
+        None, description="Index name (GET /indexes); unset: server.default_index."
+    )
     k: int | None = Field(None, ge=1, le=100)
     mode: Literal["hybrid", "dense", "bm25"] | None = None
     source: str | None = Field(None, description="Only files whose path matches this glob.")
     formats: list[str] = Field(default_factory=list, description="Only these formats (pdf, html, ...).")
-    mmr: bool | None = None
+    mmr: StrictBool | None = Field(None, description="Diversify the hits (maximal marginal relevance).")
 
 
 class AskRequest(BaseModel):
-    question: str = Field(min_length=1, max_length=8000)
-    index: str | None = None
+    question: str = Field(min_length=1, max_length=8000, pattern=NOT_BLANK)
+    index: IndexName | None = None
     k: int | None = Field(None, ge=1, le=100)
     source: str | None = None
     formats: list[str] = Field(default_factory=list)
@@ -103,9 +107,9 @@ class AskRequest(BaseModel):
 class IngestPathsRequest(BaseModel):
     """``POST /ingest`` with JSON: files and folders on the server, under ``server.ingest_roots``."""
 
-    index: str | None = None
-    paths: list[str] = Field(min_length=1, max_length=1000)
-    prune: bool = False
+    index: IndexName | None = None
+    paths: list[Annotated[str, Field(pattern="^[^\\x00]*$")]] = Field(min_length=1, max_length=1000)
+    prune: StrictBool = False
 
 
 _INGEST_BODY = {
@@ -116,8 +120,12 @@ _INGEST_BODY = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "index": {"type": "string"},
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "index": {"type": "string", "pattern": INDEX_NAME_PATTERN},
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
+                        },
                     },
                     "required": ["files"],
                 }
@@ -142,7 +150,8 @@ def create_app(
     uploads_dir = s.uploads_dir or data / "uploads"
     metrics = Metrics()
     keys = KeyStore(s.api_keys_file or data / "api-keys.json")
-    limiter = RateLimiter()
+    auth = Authenticator(s, keys, metrics)
+    public = PublicPaths([*s.ingest_roots, uploads_dir, indexes_dir])
     indexes = Indexes(
         settings, indexes_dir, embedder=embedder, generator=generator, on_tokens=metrics.tokens.inc
     )
@@ -165,6 +174,7 @@ def create_app(
         summary="Retrieval-augmented answers over your documents, with citations and a grounding check.",
         lifespan=lifespan,
     )
+    app.router.route_class = AuthFirstRoute  # the key is checked before the body is read
     app.state.indexes = indexes
     app.state.metrics = metrics
 
@@ -173,7 +183,12 @@ def create_app(
         request: Request, status: int, kind: str, message: str, headers: Any = None
     ) -> JSONResponse:
         rid = getattr(request.state, "request_id", None)
-        return JSONResponse(_error_body(status, kind, message, rid), status_code=status, headers=headers)
+        shown = public(message)
+        if shown != message:  # the client sees paths relative to the roots it knows; the log, all
+            LOG.info(
+                "error with server paths", extra={"request_id": rid, "status": status, "detail": message}
+            )
+        return JSONResponse(error_body(status, kind, shown, rid), status_code=status, headers=headers)
 
     @app.exception_handler(errors.RagAppError)
     async def _rag_error(request: Request, exc: errors.RagAppError) -> JSONResponse:
@@ -204,53 +219,8 @@ def create_app(
             return _json_error(request, 400, "invalid_json", f"the request body is not valid JSON: {where}")
         return _json_error(request, 422, "invalid_request", _describe(problems))
 
-    # -- auth and rate limit --------------------------------------------------------------------
-    bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer rak_...`.")
-    header_key = APIKeyHeader(
-        name="X-API-Key", auto_error=False, description="An API key (alternative header)."
-    )
-
-    def require(scope: KeyScope) -> Callable[..., Awaitable[ApiKey | None]]:
-        async def check(
-            request: Request,
-            credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
-            api_key: str | None = Depends(header_key),
-        ) -> ApiKey | None:
-            key: ApiKey | None = None
-            if s.require_api_key:
-                presented = credentials.credentials if credentials else api_key
-                if not presented:
-                    raise ApiError(
-                        401, "missing_api_key", "an API key is required: send `Authorization: Bearer KEY`",
-                        {"WWW-Authenticate": "Bearer"},
-                    )  # fmt: skip
-                key = keys.verify(presented)
-                if key is None:
-                    raise ApiError(
-                        401, "invalid_api_key", "the API key is not valid", {"WWW-Authenticate": "Bearer"}
-                    )
-                if not key.allows(scope):
-                    raise ApiError(
-                        403, "forbidden", f"this key's scope is {key.scope!r}; this needs {scope!r}"
-                    )
-                request.state.key_id = key.id
-            per_minute = s.rate_limit_per_minute
-            if key is not None and key.rate_limit_per_minute is not None:
-                per_minute = key.rate_limit_per_minute
-            client = key.id if key else (request.client.host if request.client else "?")
-            wait = limiter.take(client, per_minute)
-            if wait > 0:
-                metrics.rate_limited.inc()
-                raise ApiError(
-                    429, "rate_limited", f"rate limit of {per_minute} requests a minute reached; retry later",
-                    {"Retry-After": str(max(1, round(wait)))},
-                )  # fmt: skip
-            return key
-
-        return check
-
-    read = [Depends(require("read"))]
-    admin = [Depends(require("admin"))]
+    read = [Depends(auth.require("read"))]
+    admin = [Depends(auth.require("admin"))]
 
     async def _rag(name: str | None, *, create: bool = False) -> tuple[str, RAG]:
         resolved = indexes.resolve(name)
@@ -263,12 +233,18 @@ def create_app(
         names = await run_in_threadpool(indexes.names)
         return {"status": "ok", "version": _version(), "indexes": len(names)}
 
-    @app.get("/metrics", tags=["ops"], response_class=Response, dependencies=[] if s.public_metrics else read)
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=Response,
+        dependencies=[] if s.public_metrics else read,
+        responses={} if s.public_metrics else documented(*AUTH),
+    )
     async def prometheus() -> Response:
         """Prometheus: requests and latency by route, tokens, retrieval and generation time, guard flags."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/models", tags=["openai"], dependencies=read)
+    @app.get("/v1/models", tags=["openai"], dependencies=read, responses=documented(*AUTH))
     async def list_models() -> dict[str, Any]:
         """OpenAI-compatible: each index is a model; ``rag-app`` is the default index when one is set."""
         names = await run_in_threadpool(indexes.names)
@@ -279,7 +255,13 @@ def create_app(
             "data": [{"id": n, "object": "model", "created": 0, "owned_by": "rag-app"} for n in names],
         }
 
-    @app.post("/v1/chat/completions", tags=["openai"], dependencies=read, response_model=None)
+    @app.post(
+        "/v1/chat/completions",
+        tags=["openai"],
+        dependencies=read,
+        response_model=None,
+        responses=documented(*AUTH, 400, 404, 409, 413, 422, 500, 502),
+    )
     async def chat_completions(body: oa.ChatCompletionRequest) -> dict[str, Any] | StreamingResponse:
         """OpenAI-compatible chat over an index (``model`` or ``index``); ``stream`` sends server-sent events.
 
@@ -310,7 +292,7 @@ def create_app(
                     yield oa.chunk(cid, body.model, {"content": piece})
             except errors.RagAppError as exc:  # headers are sent: the error goes in the stream
                 LOG.error("stream failed: %s", exc)
-                yield oa.sse(_error_body(_status_of(exc), _snake(type(exc).__name__), str(exc), None))
+                yield oa.sse(error_body(_status_of(exc), _snake(type(exc).__name__), public(str(exc)), None))
                 yield oa.DONE
                 return
             answer = stream.answer
@@ -333,7 +315,7 @@ def create_app(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @app.get("/indexes", tags=["indexes"], dependencies=read)
+    @app.get("/indexes", tags=["indexes"], dependencies=read, responses=documented(*AUTH, 409))
     async def list_indexes() -> dict[str, Any]:
         """The served indexes with their counts and build settings."""
 
@@ -347,8 +329,13 @@ def create_app(
 
         return {"indexes": await run_in_threadpool(collect), "default": s.default_index}
 
-    @app.get("/indexes/{name}/documents", tags=["indexes"], dependencies=read)
-    async def list_documents(name: str) -> dict[str, Any]:
+    @app.get(
+        "/indexes/{name}/documents",
+        tags=["indexes"],
+        dependencies=read,
+        responses=documented(*AUTH, 400, 404, 409),
+    )
+    async def list_documents(name: str = PathParam(pattern=INDEX_NAME_PATTERN)) -> dict[str, Any]:
         """The documents of an index (``id`` is what ``DELETE /documents/{id}`` takes)."""
         name, rag = await _rag(name)
         rows = await run_in_threadpool(rag.documents)
@@ -361,7 +348,9 @@ def create_app(
             ],
         }  # fmt: skip
 
-    @app.post("/search", tags=["rag"], dependencies=read)
+    @app.post(
+        "/search", tags=["rag"], dependencies=read, responses=documented(*AUTH, 400, 404, 409, 413, 422)
+    )
     async def search(body: SearchRequest) -> dict[str, Any]:
         """The passages that best match ``query`` (hybrid dense + BM25 by default)."""
         name, rag = await _rag(body.index)
@@ -375,7 +364,12 @@ def create_app(
         metrics.retrieval.observe(seconds)
         return {"index": name, "hits": [h.to_dict() for h in hits], "seconds": round(seconds, 6)}
 
-    @app.post("/ask", tags=["rag"], dependencies=read)
+    @app.post(
+        "/ask",
+        tags=["rag"],
+        dependencies=read,
+        responses=documented(*AUTH, 400, 404, 409, 413, 422, 500, 502),
+    )
     async def ask(body: AskRequest) -> dict[str, Any]:
         """A grounded answer with numbered citations, or an abstention (the ``Answer`` as JSON)."""
         name, rag = await _rag(body.index)
@@ -385,7 +379,13 @@ def create_app(
         metrics.observe_answer(answer)
         return {"index": name, **answer.to_dict()}
 
-    @app.post("/ingest", tags=["indexes"], dependencies=admin, openapi_extra=_INGEST_BODY)
+    @app.post(
+        "/ingest",
+        tags=["indexes"],
+        dependencies=admin,
+        openapi_extra=_INGEST_BODY,
+        responses=documented(*AUTH, 400, 403, 404, 409, 413, 415, 422, 500),
+    )
     async def ingest(request: Request) -> dict[str, Any]:
         """Add documents: upload files (multipart ``files`` and ``index``), or name server paths (JSON).
 
@@ -424,8 +424,16 @@ def create_app(
         report = await run_in_threadpool(lambda: rag.ingest(paths, prune=prune, wait=s.ingest_wait_s))
         return {**report.to_dict(), "index": name}
 
-    @app.delete("/documents/{doc_id}", tags=["indexes"], dependencies=admin)
-    async def delete_document(doc_id: int, index: str | None = None) -> dict[str, Any]:
+    @app.delete(
+        "/documents/{doc_id}",
+        tags=["indexes"],
+        dependencies=admin,
+        responses=documented(*AUTH, 400, 403, 404, 409, 422),
+    )
+    async def delete_document(
+        doc_id: int = PathParam(ge=1, le=DOC_ID_MAX, description="From GET /indexes/{name}/documents."),
+        index: str | None = Query(None, pattern=INDEX_NAME_PATTERN),
+    ) -> dict[str, Any]:
         """Remove a document (``id`` from ``GET /indexes/{name}/documents``) and its chunks."""
         name, rag = await _rag(index)
 
@@ -599,7 +607,7 @@ class RequestContext:
             LOG.exception("unhandled error", extra={"request_id": rid})
             if not started:
                 response = JSONResponse(
-                    _error_body(500, "internal", "internal server error", rid), status_code=500
+                    error_body(500, "internal", "internal server error", rid), status_code=500
                 )
                 await response(scope, receive, send_with_id)
         finally:

@@ -109,3 +109,60 @@ async def _refuse(scope: Scope, send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class FailedAuthLimit:
+    """Failed authentications per client address, counted in fixed windows of ``window_s`` seconds.
+
+    Past ``per_window`` failures an address is refused (429) until its window ends, whatever key it
+    sends: once blocked, no key from it is even checked, so guessing keys gets nowhere. The first
+    failure of a window and the moment an address is blocked are each logged once per window.
+    """
+
+    def __init__(
+        self,
+        per_window: int,
+        window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        log: Callable[[str, dict[str, Any]], None] = lambda message, extra: None,
+    ) -> None:
+        self.per_window = per_window
+        self.window_s = window_s
+        self._clock = clock
+        self._log = log
+        self._windows: dict[str, list[float]] = {}  # client -> [window start, failures]
+        self._lock = threading.Lock()
+
+    def _window(self, client: str, now: float) -> list[float]:
+        window = self._windows.get(client)
+        if window is None or now - window[0] >= self.window_s:
+            if len(self._windows) > 10_000:  # forget ended windows (a scan of many addresses)
+                self._windows = {c: w for c, w in self._windows.items() if now - w[0] < self.window_s}
+            window = self._windows[client] = [now, 0.0]
+        return window
+
+    def blocked(self, client: str) -> float:
+        """Seconds until ``client`` may try again; 0.0 when it is not blocked."""
+        if self.per_window <= 0:
+            return 0.0
+        now = self._clock()
+        with self._lock:
+            window = self._windows.get(client)
+            if window is None or now - window[0] >= self.window_s or window[1] < self.per_window:
+                return 0.0
+            return window[0] + self.window_s - now
+
+    def failed(self, client: str, reason: str) -> None:
+        """Count one failure of ``client`` (the ``per_window``-th blocks it for the rest of the window)."""
+        if self.per_window <= 0:
+            return
+        now = self._clock()
+        with self._lock:
+            window = self._window(client, now)
+            window[1] += 1
+            failures = int(window[1])
+        extra = {"client": client, "reason": reason, "failures": failures, "window_s": self.window_s}
+        if failures == 1:
+            self._log("failed authentication (more from this address in this window are counted)", extra)
+        if failures == self.per_window:
+            self._log("too many failed authentications: address refused until the window ends", extra)

@@ -20,15 +20,17 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from rag_app.answer import Answer
 from rag_app.conversations import StoredMessage, history_messages, retrieval_query
 from rag_app.errors import QueryError
 from rag_app.generation.base import Message
+from rag_app.server.runtime import INDEX_NAME
 
 DEFAULT_MODEL = "rag-app"
 """The model name that means the server's default index."""
+INDEX_NAME_PATTERN = f"^{INDEX_NAME.pattern}$"
 
 
 class ContentPart(BaseModel):
@@ -52,7 +54,7 @@ class ChatMessage(BaseModel):
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(BaseModel):
@@ -61,15 +63,21 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(
-        DEFAULT_MODEL, description="An index name from GET /v1/models, or `rag-app` (default)."
+        DEFAULT_MODEL,
+        pattern=INDEX_NAME_PATTERN,
+        description="An index name from GET /v1/models, or `rag-app` (default).",
     )
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(None, ge=1, description="Capped by the server's generator.max_new_tokens.")
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
-    index: str | None = Field(None, description="rag-app extra: the index to answer from (overrides model).")
+    index: str | None = Field(
+        None,
+        pattern=INDEX_NAME_PATTERN,
+        description="rag-app extra: the index to answer from (overrides model).",
+    )
     k: int | None = Field(None, ge=1, le=100, description="rag-app extra: passages given to the generator.")
 
     def question_and_history(self) -> tuple[str, list[Message], str]:
