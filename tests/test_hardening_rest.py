@@ -6,6 +6,7 @@ test runs schemathesis against the live server with an admin key.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -252,4 +253,13 @@ def test_the_live_server_keeps_its_openapi_contract(
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     shown = " ".join(command).replace(served["admin"], "KEY")
     assert run.returncode == 0, f"{shown}\n{run.stdout[-20000:]}\n{run.stderr[-2000:]}"
-    print(run.stdout[-1500:])  # the summary: operations, test cases, failures
+    summary = json.loads(report.read_text(encoding="utf-8"))
+    operations, cases = summary["operations"], summary["test_cases"]
+    assert operations["tested"] == operations["total"] == len(_operations(contract_server)), operations
+    assert cases["generated"] >= 20 * operations["tested"] and cases["unique_failures"] == 0, cases
+    assert summary["failures"] == [] and summary["errors"] == [], summary
+
+
+def _operations(server: LiveServer) -> list[str]:
+    paths = httpx.get(server.url + "/openapi.json").json()["paths"]
+    return [f"{method.upper()} {path}" for path, methods in paths.items() for method in methods]
