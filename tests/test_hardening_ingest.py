@@ -211,9 +211,14 @@ def test_every_loader_is_bounded_by_file_and_text_limits(tmp_path: Path) -> None
     with pytest.raises(DocumentError, match=r"larger than 0.05 MB \(limit index.max_text_mb\)"):
         load_document(text, limits=LoadLimits(max_text_mb=0.05))  # refused before it is read
     pdf = shared_data("formats", "layout-parser-paper-fast.pdf")
-    with pytest.raises(DocumentError, match=r"its text is larger than 0.001 MB .*limit index.max_text_mb"):
-        load_document(pdf, limits=LoadLimits(max_text_mb=0.001))  # formats that unpack: checked after
+    with pytest.raises(
+        DocumentError, match=r"its text is larger than 0.001 MB \(by page 1; limit index.max_text_mb"
+    ):
+        load_document(pdf, limits=LoadLimits(max_text_mb=0.001))  # a PDF stops at the page that passes it
     assert load_document(pdf).text
+    docx = shared_data("formats", "handbook-1p.docx")  # bounded by its zip directory, checked once loaded
+    with pytest.raises(DocumentError, match=r"its text is larger than 0.0001 MB .*limit index.max_text_mb"):
+        load_document(docx, limits=LoadLimits(max_text_mb=0.0001))
 
 
 # -- 3. binary junk named as text ------------------------------------------------------------------

@@ -59,6 +59,10 @@ _PLAIN_TEXT = frozenset(
 )
 """Formats whose whole file becomes text: the text limit applies to the file before it is read."""
 
+_TEXT_BUDGETED = frozenset({".pdf"})
+"""Formats whose text is not bounded by the file's size or a zip directory: their loader takes
+``max_text_mb`` and stops as soon as it is passed (the others are checked once loaded)."""
+
 
 def load_document(path: str | Path, *, limits: LoadLimits | None = None) -> LoadedDocument:
     """Load one file into a :class:`LoadedDocument` with structure-aware sections.
@@ -78,8 +82,9 @@ def load_document(path: str | Path, *, limits: LoadLimits | None = None) -> Load
         raise UnsupportedFormatError(str(path), f"unsupported {kind}")
     _check_before_parsing(path, suffix, limits)
     loader = _loader(suffix)
+    options = {"max_text_mb": limits.max_text_mb} if suffix in _TEXT_BUDGETED else {}
     try:
-        document = loader(path)
+        document = loader(path, **options)
     except DocumentError:
         raise
     except MemoryError as exc:
@@ -116,10 +121,10 @@ def _check_before_parsing(path: Path, suffix: str, limits: LoadLimits) -> None:
         check_zip_expansion(path, ZIP_FORMATS[suffix], limits)
 
 
-def _loader(suffix: str) -> Callable[[Path], LoadedDocument]:
+def _loader(suffix: str) -> Callable[..., LoadedDocument]:
     module_name, function = _LOADERS[suffix]
     module = importlib.import_module(f"{__name__}.{module_name}")
-    loader: Callable[[Path], LoadedDocument] = getattr(module, function)
+    loader: Callable[..., LoadedDocument] = getattr(module, function)
     return loader
 
 

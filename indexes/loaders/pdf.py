@@ -26,21 +26,35 @@ _PDFIUM_LOCK = threading.Lock()
 _SENTENCE_END = (".", "!", "?", ":", "。", "!", "?")
 
 
-def load_pdf(path: Path) -> LoadedDocument:
-    """A PDF file; each section carries its 1-based page number."""
+def load_pdf(path: Path, *, max_text_mb: float | None = None) -> LoadedDocument:
+    """A PDF file; each section carries its 1-based page number.
+
+    ``max_text_mb``: stop with :class:`DocumentError` as soon as the text read passes it (the
+    compressed streams of a small PDF can hold far more text than the file's size suggests).
+    """
     with _PDFIUM_LOCK:
-        return _load_pdf(path)
+        return _load_pdf(path, max_text_mb)
 
 
-def _load_pdf(path: Path) -> LoadedDocument:
+def _load_pdf(path: Path, max_text_mb: float | None) -> LoadedDocument:
     try:
         pdf = pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError as exc:
         raise DocumentError(str(path), _open_error(exc)) from exc
     try:
         builder = SectionBuilder()
+        budget = None if max_text_mb is None else int(max_text_mb * (1 << 20))
+        chars = 0
         for index in range(len(pdf)):
-            for paragraph in paragraphs(_page_text(pdf, index)):
+            text = _page_text(pdf, index)
+            chars += len(text)
+            if budget is not None and chars > budget:
+                raise DocumentError(
+                    str(path),
+                    f"its text is larger than {max_text_mb:g} MB (by page {index + 1}; "
+                    "limit index.max_text_mb)",
+                )
+            for paragraph in paragraphs(text):
                 builder.text(paragraph, index + 1)
         metadata: dict[str, Any] = {"page_count": len(pdf)}
         info = pdf.get_metadata_dict()

@@ -265,8 +265,9 @@ class IndexWriter:
         except Timeout:
             waited = f" (waited {self.wait:g} s)" if self.wait else ""
             raise IndexLockedError(
-                f"another process is writing to the index {self.store.folder}{waited}; "
-                "wait for it to finish, or retry with --wait SECONDS (index.lock_wait_s)"
+                f"another process is writing to the index {self.store.folder}{waited}; wait for it to "
+                "finish, or let writers queue (rag-app ingest --wait SECONDS, index.lock_wait_s, "
+                "server.ingest_wait_s)"
             ) from None
         self.db = Docstore(self.store.folder / DOCSTORE_NAME)
         self.start_generation = self.db.generation
