@@ -68,7 +68,7 @@ def test_wrong_keys_are_limited_per_address_and_logged_once_per_window(
     assert [r.getMessage().split(" (")[0].split(":")[0] for r in warnings] == [
         "failed authentication",
         "too many failed authentications",
-    ]  # 12 failures and 8 refusals: two lines in the window
+    ]  # 5 failures and 8 refusals: two lines in the window
     assert all(getattr(r, "client", None) == "127.0.0.1" for r in warnings)
 
 
