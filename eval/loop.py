@@ -61,6 +61,9 @@ class LoopSettings(BaseModel):
     dataset: str
     """What ``rag-app eval run --dataset`` takes: a JSONL file, squad-dev, a BEIR folder."""
     data_root: Path | None = None
+    frozen_dataset: str | None = None
+    """The frozen evaluation split as a dataset of its own (e.g. held-out articles); its ids are
+    never in the pool. Unset: ``eval_share`` of ``dataset``'s ids, by hash."""
     eval_share: float = Field(0.3, gt=0.0, lt=1.0)
     """Share of the question ids frozen for evaluation (by a hash of the id: stable as data grows)."""
     eval_limit: int | None = Field(60, ge=2)
@@ -69,6 +72,15 @@ class LoopSettings(BaseModel):
     """Training-pool questions answered to find failures."""
     select_n: int = Field(60, ge=1)
     """Failures kept for training."""
+    replay: bool = True
+    """Train on the failures of earlier iterations too (their files, where they still exist), so a
+    new candidate does not forget what the promoted one learnt."""
+    halueval: Path | None = None
+    """HaluEval QA pairs (``qa_pairs.jsonl``) to add to the preference pairs (DPO)."""
+    halueval_pairs: tuple[int, int] = (0, 4999)
+    """Inclusive range of HaluEval ``pair_id`` used."""
+    pairs_per_type: int | None = Field(500, ge=1)
+    """At most this many preference pairs of each type (a seeded sample)."""
     method: Literal["sft", "sft-dpo"] = "sft-dpo"
     budget_minutes: float = Field(30.0, gt=0)
     """Training time for the candidate (SFT and DPO share it)."""
@@ -228,9 +240,14 @@ def _iteration(settings: Any, loop: LoopSettings, train: Trainer, opener: OpenRa
     work = (loop.work_dir or Path(settings.data_dir) / "loop") / time.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(loop.dataset, loop.data_root)
-    frozen_ids, pool_ids = split_ids([s.id for s in dataset.samples], loop.eval_share, loop.seed)
     by_id = {s.id: s for s in dataset.samples}
-    frozen = EvalDataset(dataset.name, [by_id[i] for i in frozen_ids], dataset.documents, dataset.origin)
+    if loop.frozen_dataset:
+        frozen = load_dataset(loop.frozen_dataset, loop.data_root)
+        held = {s.id for s in frozen.samples}
+        pool_ids = [s.id for s in dataset.samples if s.id not in held]
+    else:
+        frozen_ids, pool_ids = split_ids(list(by_id), loop.eval_share, loop.seed)
+        frozen = EvalDataset(dataset.name, [by_id[i] for i in frozen_ids], dataset.documents, dataset.origin)
     frozen = frozen.head(loop.eval_limit, loop.seed)
     pool = EvalDataset(dataset.name, [by_id[i] for i in pool_ids], dataset.documents, dataset.origin)
     pool = pool.head(loop.pool_limit, loop.seed)
@@ -267,6 +284,8 @@ def _iteration(settings: Any, loop: LoopSettings, train: Trainer, opener: OpenRa
                 for row in labelled:
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         selection["labelled_by_people"] = len(labelled)
+        replayed = _replay(registry.iterations(), work / "failures.jsonl") if loop.replay else []
+        selection["replayed_from"] = replayed
         sft_dir, pairs_dir, data_hashes = _training_data(work, loop)
         stage["select_and_data_s"] = time.perf_counter() - t0
 
@@ -341,6 +360,25 @@ def _evaluate(
         rag.close()
 
 
+def _replay(iterations: Sequence[dict[str, Any]], failures: Path) -> list[str]:
+    """Append the failures of earlier iterations (those still on disk) to ``failures``, each
+    question once; returns the iteration folders replayed."""
+    seen = {json.loads(line).get("id") for line in failures.read_text(encoding="utf-8").splitlines() if line}
+    replayed = []
+    with failures.open("a", encoding="utf-8") as out:
+        for record in iterations:
+            earlier = Path(record.get("work_dir", "")) / "failures.jsonl"
+            if not earlier.is_file() or earlier.resolve() == failures.resolve():
+                continue
+            replayed.append(str(earlier.parent))
+            for line in earlier.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line) if line.strip() else None
+                if row is not None and row.get("id") not in seen:
+                    seen.add(row.get("id"))
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return replayed
+
+
 def _training_data(work: Path, loop: LoopSettings) -> tuple[Path, Path, dict[str, str]]:
     """Grounded SFT rows and preference pairs from the labelled failures."""
     from finetune.config import GroundedDataRecipe, PreferenceRecipe
@@ -356,7 +394,13 @@ def _training_data(work: Path, loop: LoopSettings) -> tuple[Path, Path, dict[str
     )
     write_preferences(
         PreferenceRecipe(
-            squad=None, halueval=None, jsonl=failures, seed=loop.seed, max_per_type=None, out=pairs_dir
+            squad=None,
+            halueval=loop.halueval,
+            halueval_pairs=loop.halueval_pairs,
+            jsonl=failures,
+            seed=loop.seed,
+            max_per_type=loop.pairs_per_type,
+            out=pairs_dir,
         )
     )
     hashes = {"failures": file_sha256(failures), "sft": file_sha256(sft_dir / "train.jsonl")}

@@ -20,6 +20,16 @@ def loop_group() -> None:
     "--dataset", required=True, help="What `rag-app eval run --dataset` takes (JSONL, squad-dev, ...)."
 )
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option(
+    "--frozen-dataset",
+    default=None,
+    help="The frozen evaluation split as its own dataset.",
+)
+@click.option(
+    "--halueval", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="HaluEval qa_pairs.jsonl: extra preference pairs for DPO.",
+)  # fmt: skip
+@click.option("--replay/--no-replay", default=None, help="Also train on earlier iterations' failures.")
 @click.option("--budget-minutes", type=float, default=None, help="Training time for the candidate.")
 @click.option("--method", type=click.Choice(["sft", "sft-dpo"]), default=None)
 @click.option("--eval-limit", type=click.IntRange(2), default=None, help="Frozen questions evaluated.")

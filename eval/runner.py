@@ -103,10 +103,10 @@ def local_judge(rag: Any) -> Any:
     """
     from rag_app.generation import create_generator
 
-    if not rag.settings.generator.adapter:
+    if getattr(rag.generator, "adapter_id", None) is None:  # already the bare model
         return rag.generator
     settings = rag.settings.model_copy(deep=True)
-    settings.generator.adapter = None
+    settings.generator.adapter = "none"
     return create_generator(settings)
 
 

@@ -5,10 +5,11 @@ hyperparameters, metrics and when it was made. Its files are copied under the re
 (``<data_dir>/adapters/<name>``), so deleting a run folder does not break the generator.
 
 Promotion is a log, not a flag: ``promote`` appends an event, ``rollback`` appends one that
-returns to the adapter promoted before the current one (or to no adapter). The generator loads
-the promoted adapter when ``generator.adapter = "promoted"``
-(:func:`rag_app.generation.promoted_adapter` calls :func:`promoted_adapter` here), and
-``rag-app serve-llm`` serves it to vLLM with ``--lora-modules``.
+returns to the adapter promoted before the current one (or to no adapter). After every change the
+registry publishes what the runtime needs to ``<data_dir>/adapters/live.json``
+(:mod:`rag_app.live_adapters`): the generator loads the promoted adapter by default
+(``generator.adapter = "auto"``) without importing this package, and ``rag-app serve-llm`` serves
+it to vLLM with ``--lora-modules``.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from typing import Any
 
 from finetune.config import TrainingError
 from rag_app.errors import ConfigError
+from rag_app.live_adapters import LIVE_FILE, NOT_GENERATOR, LiveAdapter, check_generator, write_live
 from rag_app.settings import Settings
 from rag_app.store.migrations import apply_migrations
 
 REGISTRY_DB = "registry.sqlite"
-NOT_GENERATOR = "reward"
-"""The method of registered adapters that are not generator adapters (reward models)."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 # Named, append-only migrations: a database records which ones it has applied.
@@ -124,7 +124,25 @@ class Registry:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         apply_migrations(conn, MIGRATIONS)
+        if not (self.folder / LIVE_FILE).is_file():  # a registry from before live.json existed
+            self._publish(conn)
         return conn
+
+    def _publish(self, conn: sqlite3.Connection) -> None:
+        """Rewrite ``live.json`` from the database: the promoted adapter and every registered one."""
+        stack = _replay(conn.execute("SELECT action, adapter_id FROM promotions ORDER BY id").fetchall())
+        rows = conn.execute("SELECT id, name, path, base_model, base_hash, method FROM adapters").fetchall()
+        names = {row["id"]: row["name"] for row in rows}
+        adapters = {
+            row["name"]: {
+                "path": row["path"],
+                "base_model": row["base_model"],
+                "base_hash": row["base_hash"],
+                "method": row["method"],
+            }
+            for row in rows
+        }
+        write_live(self.folder, names.get(stack[-1]) if stack else None, adapters)
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         if not (self.folder / REGISTRY_DB).is_file():
@@ -178,6 +196,7 @@ class Registry:
                         _now(),
                     ),
                 )
+            self._publish(conn)
         finally:
             conn.close()
         return self.require(name)
@@ -211,6 +230,7 @@ class Registry:
                     "INSERT INTO promotions (action, adapter_id, at) VALUES (?, ?, ?)",
                     (action, adapter_id, _now()),
                 )
+            self._publish(conn)  # a crash between the commit and this line: the next open republishes
         finally:
             conn.close()
 
@@ -243,13 +263,7 @@ class Registry:
     # -- reading ------------------------------------------------------------------------------
     def _stack(self) -> list[int]:
         """Promoted adapter ids, oldest first, after replaying the promotion log."""
-        stack: list[int] = []
-        for row in self._query("SELECT action, adapter_id FROM promotions ORDER BY id"):
-            if row["action"] == "promote":
-                stack.append(int(row["adapter_id"]))
-            elif stack:
-                stack.pop()
-        return stack
+        return _replay(self._query("SELECT action, adapter_id FROM promotions ORDER BY id"))
 
     def promoted(self) -> AdapterRecord | None:
         """The promoted adapter, if any."""
@@ -293,6 +307,21 @@ class Registry:
         return _record(rows[0], promoted=rows[0]["id"] == current[0]) if rows else None
 
 
+def _replay(rows: list[sqlite3.Row]) -> list[int]:
+    """Promoted adapter ids, oldest first, from the promotion log's rows."""
+    stack: list[int] = []
+    for row in rows:
+        if row["action"] == "promote":
+            stack.append(int(row["adapter_id"]))
+        elif stack:
+            stack.pop()
+    return stack
+
+
+def _live(record: AdapterRecord) -> LiveAdapter:
+    return LiveAdapter(record.name, record.path, record.base_model, record.base_hash, record.method)
+
+
 def promoted_adapter(settings: Settings) -> Path | None:
     """The promoted adapter's folder, or ``None``: what ``generator.adapter = "promoted"`` loads.
 
@@ -302,40 +331,17 @@ def promoted_adapter(settings: Settings) -> Path | None:
     record = Registry.from_settings(settings).promoted()
     if record is None:
         return None
-    if not _same_base(record, settings.generator.model):
-        raise ConfigError(
-            f"the promoted adapter {record.name} was trained on {record.base_model!r}, but generator.model "
-            f"is {settings.generator.model!r}: set generator.model to its base, or promote another adapter"
-        )
-    return record.path
+    return check_generator(_live(record), settings.generator.model, "the promoted adapter")
 
 
 def registered_adapter(settings: Settings, name: str) -> Path | None:
-    """The folder of the adapter registered as ``name`` (``None`` when there is none): what
-    ``generator.adapter = "<name>"`` loads. A reward model, or an adapter trained on another base
-    than ``generator.model``, is refused with :class:`ConfigError`."""
+    """The folder of the adapter registered as ``name`` (``None`` when there is none). A reward
+    model, or an adapter trained on another base than ``generator.model``, is refused with
+    :class:`ConfigError`."""
     record = Registry.from_settings(settings).get(name)
     if record is None:
         return None
-    if record.method == NOT_GENERATOR:
-        raise ConfigError(f"generator.adapter: {name} is a reward model, not a generator adapter")
-    if not _same_base(record, settings.generator.model):
-        raise ConfigError(
-            f"generator.adapter: {name} was trained on {record.base_model!r}, but generator.model is "
-            f"{settings.generator.model!r}: set generator.model to its base"
-        )
-    return record.path
-
-
-def _same_base(record: AdapterRecord, model: str) -> bool:
-    from rag_app.models import ALIASES, weights_digest
-
-    if ALIASES.get(model, model) == ALIASES.get(record.base_model, record.base_model):
-        return True
-    folder = Path(model).expanduser()
-    if (folder / "config.json").is_file():  # another spelling of the same folder, or a copy of it
-        return weights_digest(folder) == record.base_hash
-    return False
+    return check_generator(_live(record), settings.generator.model, "generator.adapter")
 
 
 def merge(settings: Settings, adapter: str | Path, out: Path) -> Path:

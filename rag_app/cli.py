@@ -1246,9 +1246,15 @@ def adapters_show(ctx: click.Context, name: str) -> None:
 @click.argument("name")
 @click.pass_context
 def adapters_promote(ctx: click.Context, name: str) -> None:
-    """Make NAME the adapter the generator loads with generator.adapter = "promoted"."""
+    """Make NAME the adapter the app loads (generator.adapter "auto", the default) from its next start."""
+    settings = cli_settings(ctx)
     record = _registry(ctx).promote(name)
     click.echo(f"promoted {record.name} ({record.path})")
+    if settings.generator.adapter not in ("auto", "promoted"):
+        click.echo(
+            f"note: generator.adapter is {settings.generator.adapter!r} here, so this app keeps loading "
+            "that; unset it (or set 'auto') to use the promoted adapter"
+        )
 
 
 @adapters.command("rollback")

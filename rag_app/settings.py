@@ -130,12 +130,14 @@ class GeneratorSettings(_Section):
     the tiny ``SmolLM2-135M-Instruct``), a local folder, a GGUF file, or a hub id; with ``openai``,
     the served name."""
     backend: Literal["transformers", "openai", "llamacpp"] = "transformers"
-    adapter: str | None = None
-    """Unset (default): the bare model. ``packaged``: rag-app's reader adapter for the packaged
-    0.5B (shorter SQuAD-style answers, but it abstains on some "what happens" questions the bare
-    model answers: opt-in until it generalises); a LoRA adapter folder; the name of an adapter in
-    the registry (SFT, DPO, RLHF); ``promoted`` for the registry's promoted one. With ``openai``,
-    the adapter's served model name (vLLM ``--lora-modules name=path``)."""
+    adapter: str | None = "auto"
+    """``auto`` (default): the adapter promoted in this data dir's registry (``rag-app adapters
+    promote``, or the retraining loop) when it was trained on ``generator.model``, else the adapter
+    the loop promoted for the packaged model if one ships, else the bare model. ``none`` (or unset):
+    the bare model. ``packaged``: rag-app's reader adapter for the packaged 0.5B (opt-in); a LoRA
+    adapter folder; the name of an adapter in the registry (SFT, DPO, RLHF); ``promoted``: the
+    registry's promoted one, or an error. With ``openai``, the adapter's served model name (vLLM
+    ``--lora-modules name=path``); ``auto`` asks for the promoted adapter when this data dir has one."""
     base_url: str | None = None
     """With ``openai``: the server's URL, e.g. ``http://127.0.0.1:8000/v1``."""
     api_key: str | None = None

@@ -411,6 +411,58 @@ def test_registry_promote_rollback_log(tmp_path: Path, tiny_model: Path) -> None
     conn.close()
 
 
+def test_promote_makes_the_adapter_live_without_a_setting(tmp_path: Path, tiny_model: Path) -> None:
+    """`adapters promote` is what the app loads by default (generator.adapter "auto", read from the
+    registry's live.json with no import of finetune); rollback, "none" and another base undo it."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from finetune.registry import Registry
+    from rag_app.generation import adapter_folder
+    from rag_app.live_adapters import live_path
+
+    adapter = tmp_path / "adapter"
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model), LoraConfig(r=2, target_modules=["q_proj"])
+    )
+    model.save_pretrained(str(adapter))
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.generator.model = str(tiny_model)
+    assert settings.generator.adapter == "auto" and adapter_folder(settings) is None  # nothing promoted
+    registry = Registry.from_settings(settings)
+    from rag_app.models import weights_digest
+
+    digest = weights_digest(tiny_model)
+    registry.register(
+        "first", adapter, base_model=str(tiny_model), base_hash=digest, method="lora", data_hash="d"
+    )
+    registry.register(
+        "rm", adapter, base_model=str(tiny_model), base_hash=digest, method="reward", data_hash="d"
+    )
+    assert adapter_folder(settings) is None  # registered is not promoted
+    registry.promote("first")
+    assert adapter_folder(settings) == registry.require("first").path
+    assert json.loads(live_path(settings.data_dir).read_text())["promoted"] == "first"
+    bare = settings.model_copy(deep=True)
+    bare.generator.adapter = "none"
+    assert adapter_folder(bare) is None
+    other = settings.model_copy(deep=True)
+    other.generator.model = "SmolLM2-135M-Instruct"
+    assert adapter_folder(other) is None  # trained on another base: skipped, not loaded
+    other.generator.adapter = "promoted"
+    with pytest.raises(ConfigError, match="trained on"):
+        adapter_folder(other)
+    named = settings.model_copy(deep=True)
+    named.generator.adapter = "rm"
+    with pytest.raises(ConfigError, match="reward model"):
+        adapter_folder(named)
+    registry.rollback()
+    assert adapter_folder(settings) is None
+    live_path(settings.data_dir).unlink()  # a registry from before live.json: any open republishes it
+    registry.promote("first")
+    assert adapter_folder(settings) == registry.require("first").path
+
+
 # -- pretraining --------------------------------------------------------------------------------
 def test_pretrain_causal_from_scratch(corpus: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer

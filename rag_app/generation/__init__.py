@@ -7,10 +7,9 @@ is chosen.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rag_app.errors import ConfigError
 from rag_app.generation.base import Completion, Generator, Message
@@ -25,6 +24,7 @@ __all__ = [
     "Message",
     "adapter_folder",
     "create_generator",
+    "default_adapter",
     "packaged_adapter",
     "promoted_adapter",
 ]
@@ -67,71 +67,79 @@ def create_generator(settings: Settings) -> Generator:
 
 PACKAGED_ADAPTERS: dict[str, str] = {"Qwen2.5-Coder-0.5B-Instruct": "qwen2.5-coder-0.5b-reader"}
 """Packaged model -> the folder under ``rag_app/adapters`` of its reader adapter (``finetune/reader.py``)."""
+DEFAULT_ADAPTERS: dict[str, str] = {"Qwen2.5-Coder-0.5B-Instruct": "qwen2.5-coder-0.5b-loop"}
+"""Packaged model -> the folder under ``rag_app/adapters`` of the adapter the retraining loop
+promoted for it (``bench/loop.py``), loaded by ``generator.adapter = "auto"`` when the user's own
+registry promotes none; a model without a shipped folder runs bare."""
 PACKAGED = "packaged"
+AUTO = "auto"
+PROMOTED = "promoted"
+BARE = ("", "none")
+"""``generator.adapter`` values meaning the bare model (as does unset)."""
 
 
-def packaged_adapter(model: str) -> Path | None:
-    """The reader adapter shipped for packaged model ``model`` (aliases accepted), or ``None``."""
+def _shipped(table: dict[str, str], model: str) -> Path | None:
     from rag_app.models import ALIASES
 
-    name = PACKAGED_ADAPTERS.get(ALIASES.get(model, model))
+    name = table.get(ALIASES.get(model, model))
     if name is None:
         return None
     folder = Path(__file__).resolve().parents[1] / "adapters" / name
     return folder if (folder / "adapter_config.json").is_file() else None
 
 
+def packaged_adapter(model: str) -> Path | None:
+    """The reader adapter shipped for packaged model ``model`` (aliases accepted), or ``None``."""
+    return _shipped(PACKAGED_ADAPTERS, model)
+
+
+def default_adapter(model: str) -> Path | None:
+    """The loop-promoted adapter shipped for packaged model ``model``, or ``None``."""
+    return _shipped(DEFAULT_ADAPTERS, model)
+
+
 def adapter_folder(settings: Settings) -> Path | None:
-    """The LoRA adapter folder named by ``generator.adapter`` (``packaged``: rag-app's reader adapter
-    for the packaged model, if it has one; ``promoted``: the registry's), or ``None``."""
+    """The LoRA adapter folder named by ``generator.adapter``, or ``None`` (the bare model).
+
+    ``auto`` (the default): the adapter promoted in ``<data_dir>``'s registry when it was trained on
+    ``generator.model``, else the one the loop promoted for the packaged model (shipped), else none.
+    ``promoted``: the registry's, or an error. ``packaged``: the reader adapter. A folder, or the
+    name of a registered adapter. The registry is read from what it publishes
+    (:mod:`rag_app.live_adapters`), so the runtime never imports the training package.
+    """
+    from rag_app import live_adapters
+
     name = settings.generator.adapter
-    if not name:
+    model = settings.generator.model
+    if name is None or name.strip().lower() in BARE:
         return None
+    if name == AUTO:
+        return live_adapters.auto_adapter(settings.data_dir, model) or default_adapter(model)
     if name == PACKAGED:
-        return packaged_adapter(settings.generator.model)
-    if name == "promoted":
+        return packaged_adapter(model)
+    if name == PROMOTED:
         return promoted_adapter(settings)
     folder = Path(name).expanduser()
     if (folder / "adapter_config.json").is_file():
         return folder.resolve()
-    registered = _registered_adapter(settings, name)
+    registered = live_adapters.registered(settings.data_dir, name)
     if registered is not None:
-        return Path(registered)
+        return live_adapters.check_generator(registered, model, "generator.adapter")
     raise ConfigError(
         f"generator.adapter: {folder} is neither a LoRA adapter folder (no adapter_config.json) nor "
-        "a registered adapter; set it to an adapter folder, a registered name, 'promoted', or unset it"
+        "a registered adapter; set it to an adapter folder, a registered name, 'promoted', 'auto' or 'none'"
     )
 
 
-def _registry() -> Any:
-    """``finetune.registry``, imported lazily; ``None`` when the finetune package is not installed."""
-    try:
-        return importlib.import_module("finetune.registry")
-    except ModuleNotFoundError as exc:
-        if exc.name not in {"finetune", "finetune.registry"}:
-            raise
-        return None
-
-
-def _registered_adapter(settings: Settings, name: str) -> Path | None:
-    """The adapter registered as ``name`` (none without a registry)."""
-    registry = _registry()
-    folder = registry.registered_adapter(settings, name) if registry is not None else None
-    return Path(folder) if folder is not None else None
-
-
 def promoted_adapter(settings: Settings) -> Path:
-    """The promoted adapter's folder: ``finetune.registry.promoted_adapter(settings)``, imported lazily."""
-    registry = _registry()
-    if registry is None:
+    """The promoted adapter's folder (``generator.adapter = "promoted"``), or a clear error."""
+    from rag_app import live_adapters
+
+    current = live_adapters.promoted(settings.data_dir)
+    if current is None:
         raise ConfigError(
-            "generator.adapter = 'promoted', but there is no adapter registry yet "
-            "(finetune.registry is not installed): set generator.adapter to an adapter folder"
+            "generator.adapter = 'promoted', but no adapter is promoted in the registry "
+            f"({live_adapters.live_path(settings.data_dir).parent}): promote one, or set "
+            "generator.adapter to 'auto' or an adapter folder"
         )
-    folder = registry.promoted_adapter(settings)
-    if folder is None:
-        raise ConfigError(
-            "generator.adapter = 'promoted', but no adapter is promoted in the registry: "
-            "promote one, or set generator.adapter to an adapter folder"
-        )
-    return Path(folder)
+    return live_adapters.check_generator(current, settings.generator.model, "the promoted adapter")

@@ -37,7 +37,7 @@ class LlamaCppGenerator:
         from rag_app.models import resolve_generator
 
         g = settings.generator
-        if g.adapter:
+        if g.adapter and g.adapter != "auto" and g.adapter.strip().lower() not in ("", "none"):
             raise ConfigError(
                 f'generator.adapter = {g.adapter!r} is not supported with generator.backend = "llamacpp": '
                 'use backend "transformers" (or vLLM behind "openai") for LoRA adapters'

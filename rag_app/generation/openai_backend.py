@@ -30,8 +30,17 @@ DEFAULT_API_KEY = "not-needed"
 
 def _served_adapter(settings: Settings) -> str | None:
     """The adapter's served name: ``packaged`` is the packaged reader adapter's folder name (what
-    ``rag-app serve-llm`` serves it as) for a packaged model, and no adapter for any other model."""
+    ``rag-app serve-llm`` serves it as) for a packaged model, and no adapter for any other model;
+    ``auto`` is the name of the adapter it resolves to here (``rag-app serve-llm`` serves it under
+    that name), or none."""
     adapter = settings.generator.adapter
+    if adapter is None or adapter.strip().lower() in ("", "none"):
+        return None
+    if adapter == "auto":  # the promoted adapter when this data dir has one: serve-llm serves it so
+        from rag_app.generation import adapter_folder
+
+        folder = adapter_folder(settings)
+        return folder.name if folder is not None else None
     if adapter == "packaged":
         from rag_app.generation import packaged_adapter
 
