@@ -116,10 +116,7 @@ def labelled_documents(n: int, seed: int = 7) -> list[dict[str, Any]]:
         if d % 2 == 0 and abstracts:
             pieces.insert(rng.randrange(len(pieces) + 1), "\0" + abstracts.pop())
         for template in pieces:
-            if template.startswith("\0"):
-                sentence, found = template[1:], []
-            else:
-                sentence, found = _fill(template, fakes, rng)
+            sentence, found = (template[1:], []) if template.startswith("\0") else _fill(template, fakes, rng)
             for kind, a, b, group in found:
                 spans.append((kind, pos + a, pos + b, group))
             parts.append(sentence)
@@ -138,19 +135,7 @@ def _fill(template: str, fakes: dict[str, Any], rng: random.Random) -> tuple[str
         locale = rng.choice(KNOWN_LOCALES)
         if kind == "PERSON" and rng.random() < 0.3:
             locale, group = rng.choice(UNKNOWN_LOCALES), "unknown"
-        fake = fakes[locale]
-        value = {
-            "PERSON": lambda fake=fake: _person(fake, rng),
-            "EMAIL": lambda: str(fakes["en_US"].email()),
-            "PHONE": lambda: _phone(fakes, rng),
-            "IBAN": lambda: str(
-                rng.choice([fakes[loc] for loc in ("de_DE", "fr_FR", "nl_NL", "en_GB")]).iban()
-            ),
-            "CREDIT_CARD": lambda: _card(fakes["en_US"], rng),
-            "IP_ADDRESS": lambda: str(fakes["en_US"].ipv4() if rng.random() < 0.7 else fakes["en_US"].ipv6()),
-            "BAD_CARD": lambda: _bad_card(fakes["en_US"]),
-            "BAD_IBAN": lambda: _bad_iban(fakes["de_DE"]),
-        }[kind]()
+        value = _value(kind, fakes[locale], fakes, rng)
         if not kind.startswith("BAD_"):
             start = len(out)
             if kind == "PERSON" and value.split()[0] in ("Dr.", "Mr.", "Ms.", "Mrs.", "Prof."):
@@ -159,6 +144,24 @@ def _fill(template: str, fakes: dict[str, Any], rng: random.Random) -> tuple[str
         out += value
         cursor = m.end()
     return out + template[cursor:], spans
+
+
+def _value(kind: str, fake: Any, fakes: dict[str, Any], rng: random.Random) -> str:
+    if kind == "PERSON":
+        return _person(fake, rng)
+    if kind == "EMAIL":
+        return str(fakes["en_US"].email())
+    if kind == "PHONE":
+        return _phone(fakes, rng)
+    if kind == "IBAN":
+        return str(rng.choice([fakes[loc] for loc in ("de_DE", "fr_FR", "nl_NL", "en_GB")]).iban())
+    if kind == "CREDIT_CARD":
+        return _card(fakes["en_US"], rng)
+    if kind == "IP_ADDRESS":
+        return str(fakes["en_US"].ipv4() if rng.random() < 0.7 else fakes["en_US"].ipv6())
+    if kind == "BAD_CARD":
+        return _bad_card(fakes["en_US"])
+    return _bad_iban(fakes["de_DE"])
 
 
 def score(docs: list[dict[str, Any]], found: list[list[tuple[str, int, int]]]) -> dict[str, Any]:
@@ -226,7 +229,7 @@ def main() -> None:
     redactor.warm_up()
     warm_up_s = time.perf_counter() - started
     started = time.perf_counter()
-    found = []
+    found: list[list[tuple[str, int, int]]] = []
     for doc in docs:
         (results,) = redactor.find([doc["text"]])
         found.append([(LABELS[r.entity_type], r.start, r.end) for r in results])

@@ -116,7 +116,7 @@ PARTICLES = frozenset("van von der den de del della di da das dos du la le ten t
 def _name_recognizer_class() -> type:
     from presidio_analyzer import EntityRecognizer, RecognizerResult
 
-    class NameRecognizer(EntityRecognizer):  # type: ignore[misc]  # presidio is untyped
+    class NameRecognizer(EntityRecognizer):
         """PERSON without an NER model: a known given name + a capitalised surname, or an honorific
         + capitalised words (see the module's docstring for what it misses)."""
 
@@ -392,7 +392,7 @@ def _offline_email(base: type) -> type:
 
     extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
-    class OfflineEmailRecognizer(base):  # type: ignore[misc, valid-type]
+    class OfflineEmailRecognizer(base):
         def validate_result(self, pattern_text: str) -> bool:
             return bool(extract(pattern_text).fqdn)
 
@@ -405,12 +405,12 @@ def _blank_nlp_engine() -> Any:
     import spacy
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
 
-    class BlankSpacyNlpEngine(SpacyNlpEngine):  # type: ignore[misc]
+    class BlankSpacyNlpEngine(SpacyNlpEngine):
         def __init__(self) -> None:
             super().__init__(models=[{"lang_code": "en", "model_name": "blank:en"}])
 
         def load(self) -> None:
-            self.nlp = {"en": spacy.blank("en")}
+            self.nlp = {"en": spacy.blank("en")}  # type: ignore[assignment]  # declared None there
 
     engine = BlankSpacyNlpEngine()
     engine.load()

@@ -449,7 +449,8 @@ def test_real_chromium_asks_clicks_a_citation_and_screenshots(
         shutil.copy(tmp_path / "flagged.png", Path(keep) / "streamlit-flagged.png")
 
 
-# What a planted document carries: every way Markdown or HTML could make the browser fetch a URL
+# What a planted document carries (a .txt file: the Markdown loader already turns images into their
+# alt text, plain text is stored as it is): every way Markdown or HTML could make the browser fetch a URL
 # (an image at once; a link, a raw tag, an autolink, a reference image), each aimed at a stand-in
 # attacker on another 127.0.0.1 port. The last line is the sentence the scripted generator answers
 # with, so the answer carries a planted image too (and streams it).
@@ -521,7 +522,7 @@ def test_real_chromium_planted_markup_loads_nothing_remote(
     threading.Thread(target=attacker.serve_forever, daemon=True).start()
     docs = tmp_path / "planted"
     docs.mkdir()
-    (docs / "harbour.md").write_text(PLANTED.format(port=attacker.server_address[1]), encoding="utf-8")
+    (docs / "harbour.txt").write_text(PLANTED.format(port=attacker.server_address[1]), encoding="utf-8")
     RAG(app_env["index"], settings, embedder=embedder).ingest([docs])
 
     port = _free_port()
@@ -549,7 +550,7 @@ def test_real_chromium_planted_markup_loads_nothing_remote(
             box.wait_for(timeout=60_000)
             box.fill("When does the harbour master record the tide?")
             box.press("Enter")
-            chip = page.get_by_text("[1] harbour.md", exact=True)
+            chip = page.get_by_text("[1] harbour.txt", exact=True)
             chip.wait_for(timeout=60_000)
             reply = page.get_by_test_id("stChatMessage").last.inner_text()
             # the planted image is in the answer, shown as text with its target visible
