@@ -212,7 +212,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=500, help="labelled documents to generate")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=2026, help="the rules were tuned on seed 7")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/pii.json")
     args = parser.parse_args()
     args.out = args.out or RESULTS_DIR / "pii.json"

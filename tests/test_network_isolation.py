@@ -156,3 +156,26 @@ def test_ingest_search_ask_succeed_without_a_network(offline_cli) -> None:
     assert answer["model"] == "SmolLM2-135M-Instruct" and answer["text"].strip()
     assert answer["citations"], answer
     assert attempts == [], f"network use was attempted: {attempts}"
+
+
+def test_the_blocker_logs_and_refuses_what_it_blocks(tmp_path: Path) -> None:
+    """The ``sitecustomize`` above really intercepts (before any packet: the call never reaches the
+    socket), so an empty log in the main test means nothing tried."""
+    (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+    log = tmp_path / "network.log"
+    code = (
+        "import socket\n"
+        "for call in (lambda: socket.getaddrinfo('example.invalid', 80),\n"
+        "             lambda: socket.socket().connect(('192.0.2.1', 80))):\n"
+        "    try:\n        call()\n    except OSError as exc:\n        print(type(exc).__name__)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "RAG_APP_TEST_NETWORK_LOG": str(log)}
+    result = subprocess.run(
+        [*_isolation(), sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["gaierror", "OSError"]
+    assert log.read_text(encoding="utf-8").splitlines() == [
+        "getaddrinfo 'example.invalid'",
+        "connect ('192.0.2.1', 80)",
+    ]
