@@ -213,6 +213,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=500, help="labelled documents to generate")
     parser.add_argument("--seed", type=int, default=2026, help="the rules were tuned on seed 7")
+    parser.add_argument("--repeats", type=int, default=2, help="ingests of each kind, alternated")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/pii.json")
     args = parser.parse_args()
     args.out = args.out or RESULTS_DIR / "pii.json"
@@ -246,16 +247,18 @@ def main() -> None:
     settings = Settings()
     embedder = create_embedder(settings)
     embedder.embed_documents(["warm up the embedder"])
-    timings = {}
+    runs: dict[str, list[float]] = {"plain": [], "redacted": []}
     reports = {}
-    for label, redact in (("plain", False), ("redacted", True)):
-        run_settings = settings.model_copy(deep=True)
-        run_settings.index.redact_pii = redact
-        rag = RAG(work / f"index-{label}", run_settings, embedder=embedder)
-        started = time.perf_counter()
-        report = rag.ingest([files])
-        timings[label] = round(time.perf_counter() - started, 2)
-        reports[label] = report.to_dict()
+    for repeat in range(args.repeats):  # alternated, each into a fresh index: load drifts cancel out
+        for label, redact in (("plain", False), ("redacted", True)):
+            run_settings = settings.model_copy(deep=True)
+            run_settings.index.redact_pii = redact
+            rag = RAG(work / f"index-{label}-{repeat}", run_settings, embedder=embedder)
+            started = time.perf_counter()
+            report = rag.ingest([files])
+            runs[label].append(round(time.perf_counter() - started, 2))
+            reports[label] = report.to_dict()
+    timings = {label: min(seconds) for label, seconds in runs.items()}
     slowdown = round(timings["redacted"] / timings["plain"], 2)
 
     rows = [
@@ -264,8 +267,8 @@ def main() -> None:
     ]
     print(format_table(["type", "gold", "tp", "fp", "precision", "recall"], rows))
     print(
-        f"ingest of {len(docs)} files: {timings['plain']} s plain, "
-        f"{timings['redacted']} s redacted ({slowdown}x)"
+        f"ingest of {len(docs)} files (fastest of {args.repeats}): {timings['plain']} s plain, "
+        f"{timings['redacted']} s redacted ({slowdown}x); runs {runs}"
     )
     print(f"redaction alone: {1000 * find_s / len(docs):.1f} ms a document (warm-up {warm_up_s:.1f} s)")
     payload = {
@@ -276,8 +279,11 @@ def main() -> None:
         "known_name_locales": KNOWN_LOCALES,
         "unknown_name_locales": UNKNOWN_LOCALES,
         "per_type": table,
+        "ingest_seconds_runs": runs,
         "ingest_seconds": timings,
+        "ingest_seconds_is": "the fastest of the alternated runs",
         "slowdown": slowdown,
+        "redaction_seconds_alone": round(find_s + warm_up_s, 2),
         "detect_ms_per_document": round(1000 * find_s / len(docs), 2),
         "warm_up_seconds": round(warm_up_s, 2),
         "pii_redacted_report": reports["redacted"].get("pii_redacted"),
