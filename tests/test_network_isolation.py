@@ -10,6 +10,7 @@ after a refused connection is caught too.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -156,6 +157,17 @@ def test_ingest_search_ask_succeed_without_a_network(offline_cli) -> None:
     assert answer["model"] == "SmolLM2-135M-Instruct" and answer["text"].strip()
     assert answer["citations"], answer
     assert attempts == [], f"network use was attempted: {attempts}"
+
+    # PII redaction (the pii extra) is offline too: Presidio's e-mail check uses tldextract, whose
+    # default extractor would fetch the public-suffix list
+    if importlib.util.find_spec("presidio_analyzer") is not None:
+        private = str(offline_cli.index) + "-pii"
+        redacted, attempts = offline_cli(
+            "ingest", str(ROOT / "examples" / "docs"), "--index", private, "--redact-pii", "--json"
+        )
+        assert redacted.returncode == 0, redacted.stderr[-3000:]
+        assert json.loads(redacted.stdout)["files_ingested"] == 3
+        assert attempts == [], f"network use was attempted: {attempts}"
 
 
 def test_the_blocker_logs_and_refuses_what_it_blocks(tmp_path: Path) -> None:
