@@ -405,6 +405,9 @@ def _ingest(rag: RAG, paths: list[Path], *, prune: bool = False) -> None:
         f"({report.chunks_embedded} embedded, {report.chunks_reused} reused)."
     )
     (st.warning if report.nothing_ingested else st.success)(summary)
+    if report.pii_redacted:
+        found = ", ".join(f"{n} {kind}" for kind, n in sorted(report.pii_redacted.items()))
+        st.info(f"PII redacted before storing (index.redact_pii): {found}.")
     for item in report.files_failed + report.files_skipped:
         st.warning(f"Skipped {_code(item['path'])}: {_inert(item['error'])}")
 
