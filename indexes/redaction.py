@@ -23,8 +23,10 @@ What is found, and how (all offline; no model is downloaded):
   capitalised surname (``Anna Kowalski``, ``Anna M. Kowalski``), or an honorific followed by
   capitalised words (``Dr. Okonkwo``); then every part of a name found so appears alone later in the
   same document is redacted too (``Kowalski said``). It misses: a given name alone that never
-  appeared with its surname, names whose given name is in none of those lists (many Asian, African
-  and Arabic names, unusual spellings) unless an honorific precedes them, names written in lower
+  appeared with its surname, names whose given name is in none of those lists (many Slavic,
+  Hungarian, Turkish, Romanian, Asian and Arabic names, unusual spellings: half of such names in
+  ``bench/pii.py``) unless an honorific precedes them, given names kept out as words
+  (:data:`NOT_GIVEN`: ``Jade Brown``, ``Grace Crawford``), names written in lower
   case or all capitals, surname-first forms (``KOWALSKI, Anna``, ``Kowalski Anna``), and single-word
   names (``Madonna``). It can also take a capitalised phrase that starts with a given name that is
   also a word, though :data:`NOT_GIVEN` keeps the commonest out. ``bench/pii.py`` measures it.
