@@ -149,7 +149,7 @@ def main() -> None:
         loop.budget_minutes = budgets[min(i, len(budgets) - 1)]
         print(f"iteration {i + 1} of {args.iterations} ({loop.method})", flush=True)
         started = time.perf_counter()
-        record = run_iteration(settings, loop)
+        record = run_iteration(settings, loop, say=lambda line: print(line, flush=True))
         record["wall_s"] = round(time.perf_counter() - started, 1)
         records.append(record)
         print(f"  {record['candidate']}: {'PROMOTED' if record['promoted'] else 'kept'}: {record['reason']}")
@@ -189,7 +189,8 @@ def main() -> None:
         cells = [name]
         for metric in ("f1", "wrong_shown", "abstention_correct", "latency_s"):
             m = summary.get(metric)
-            cells.append(f"{m['mean']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]" if m else "-")
+            interval = f" [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]" if m and m["ci95"][0] is not None else ""
+            cells.append(f"{m['mean']:.3f}{interval}" if m else "-")
         rows.append(cells)
     print(format_table(["adapter", "F1", "wrong shown", "abstention acc", "latency s"], rows))
     for i, record in enumerate(records, 1):

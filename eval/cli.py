@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from rag_app.cli import cli_settings, print_json
+from rag_app.cli_common import cli_settings, print_json
 
 PROBES = ("bias", "robustness", "injection")
 
@@ -60,7 +60,10 @@ def eval_group() -> None:
 @click.option("--probe-questions", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--ragas/--no-ragas", default=True, show_default=True, help="RAGAS metrics.")
 @click.option("--judge/--no-judge", default=None, help="RAGAS LLM metrics (default: when a judge is set).")
-@click.option("--perplexity/--no-perplexity", default=True, show_default=True)
+@click.option(
+    "--perplexity/--no-perplexity", default=False, show_default=True,
+    help="Also score each answer's perplexity under the generator (one more forward pass per answer).",
+)  # fmt: skip
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--dry-run", is_flag=True, help="Print the cost estimate and stop.")
 @click.option("--calibrate/--no-calibrate", default=True, help="Time one answer for the estimate.")
@@ -124,11 +127,19 @@ def eval_run(
     if not IndexStore.exists(index):
         if not data.documents:
             rag.store  # noqa: B018 - raises IndexNotFoundError with the ingest command to run
-        click.echo(
-            f"no index at {index}: indexing the {len(data.documents)} documents of {data.name} first",
-            err=True,
-        )
-        rag.add_documents(data.documents, progress=sys.stderr.isatty())
+        if dry_run:  # an estimate builds nothing
+            click.echo(
+                f"no index at {index}: a real run would first index the {len(data.documents)} documents "
+                f"of {data.name}; the estimate below has no measured answer time",
+                err=True,
+            )
+            calibrate = False
+        else:
+            click.echo(
+                f"no index at {index}: indexing the {len(data.documents)} documents of {data.name} first",
+                err=True,
+            )
+            rag.add_documents(data.documents, progress=sys.stderr.isatty())
     options = RunOptions(
         limit=limit if dataset != "generate" else None,
         replicates=replicates,
@@ -144,7 +155,9 @@ def eval_run(
     )
     store = _store(ctx)
     try:
-        estimate = _estimate(rag, data, options, store, calibrate=calibrate or not dry_run)
+        estimate = _estimate(
+            rag, data, options, store, calibrate=(calibrate or not dry_run) and IndexStore.exists(index)
+        )
         if dry_run:
             if as_json:
                 print_json(estimate.to_dict())
@@ -178,10 +191,22 @@ def eval_run(
 
 
 def _progress() -> Any:
-    def show(done: int, total: int, question: str) -> None:
-        click.echo(f"\r[{done}/{total}] {question[:60]:60}", nl=done == total, err=True)
+    """A live line on a terminal; otherwise (a log, CI) a line every tenth of the run."""
+    import time
 
-    return show if sys.stderr.isatty() else None
+    started = time.perf_counter()
+    tty = sys.stderr.isatty()
+
+    def show(done: int, total: int, question: str) -> None:
+        if tty:
+            click.echo(f"\r[{done}/{total}] {question[:60]:60}", nl=done == total, err=True)
+            return
+        if done == total or done % max(1, total // 10) == 0:
+            elapsed = time.perf_counter() - started
+            left = elapsed / done * (total - done)
+            click.echo(f"[{done}/{total}] {elapsed:.0f} s, about {left / 60:.1f} min left", err=True)
+
+    return show
 
 
 def _estimate(rag: Any, data: Any, options: Any, store: Any, *, calibrate: bool) -> Any:

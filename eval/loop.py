@@ -217,14 +217,26 @@ def open_rag(settings: Any, index: Path) -> Any:
 
 
 def run_iteration(
-    settings: Any, loop: LoopSettings, *, train: Trainer | None = None, opener: OpenRag | None = None
+    settings: Any,
+    loop: LoopSettings,
+    *,
+    train: Trainer | None = None,
+    opener: OpenRag | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """One iteration (see the module doc); returns its record (also stored in the registry)."""
+    """One iteration (see the module doc); returns its record (also stored in the registry).
+    ``say`` gets a line at each stage and every tenth of an evaluation (the CLI prints them)."""
     with loop_lock(Path(settings.data_dir)):
-        return _iteration(settings, loop, train or train_candidate, opener or open_rag)
+        return _iteration(settings, loop, train or train_candidate, opener or open_rag, say or _quiet)
 
 
-def _iteration(settings: Any, loop: LoopSettings, train: Trainer, opener: OpenRag) -> dict[str, Any]:
+def _quiet(line: str) -> None:
+    pass
+
+
+def _iteration(
+    settings: Any, loop: LoopSettings, train: Trainer, opener: OpenRag, say: Callable[[str], None]
+) -> dict[str, Any]:
     from eval.datasets import EvalDataset, load_dataset
     from eval.runs import RunStore
     from eval.select import select, write_selection
@@ -260,8 +272,17 @@ def _iteration(settings: Any, loop: LoopSettings, train: Trainer, opener: OpenRa
     with RunStore.for_settings(settings) as store:
         t0 = time.perf_counter()
         current = parent.path if parent else None
-        base_run = _evaluate(opener, settings, loop, current, frozen, store, "loop-base")
-        pool_run = _evaluate(opener, settings, loop, current, pool, store, "loop-pool")
+        who = parent.name if parent else "the base model"
+        frozen_hash = ids_hash([s.id for s in frozen.samples])
+        earlier = _earlier_run(registry.iterations(), parent.name if parent else None, frozen_hash, loop.seed)
+        if earlier is not None:  # the promoted adapter's own frozen run, from the iteration that promoted it
+            say(f"{who}: reusing its frozen-split run {earlier} (same questions, same seed)")
+            base_run = store.get(earlier)
+        else:
+            say(f"evaluating {who} on the {len(frozen.samples)} frozen questions")
+            base_run = _evaluate(opener, settings, loop, current, frozen, store, "loop-base", say)
+        say(f"answering {len(pool.samples)} training-pool questions to find failures")
+        pool_run = _evaluate(opener, settings, loop, current, pool, store, "loop-pool", say)
         stage["evaluate_current_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -290,12 +311,17 @@ def _iteration(settings: Any, loop: LoopSettings, train: Trainer, opener: OpenRa
         stage["select_and_data_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        say(
+            f"{selection.get('selected', '?')} failures selected; training the candidate ({loop.method}, "
+            f"{loop.budget_minutes:g} min)"
+        )
         name = train(sft_dir, pairs_dir, parent.name if parent else None, settings, loop)
         stage["train_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         candidate = registry.require(name)
-        cand_run = _evaluate(opener, settings, loop, candidate.path, frozen, store, "loop-candidate")
+        say(f"evaluating the candidate {name} on the same frozen questions")
+        cand_run = _evaluate(opener, settings, loop, candidate.path, frozen, store, "loop-candidate", say)
         stage["evaluate_candidate_s"] = time.perf_counter() - t0
 
     samples = {s.id: s for s in frozen.samples}
@@ -319,6 +345,7 @@ def _iteration(settings: Any, loop: LoopSettings, train: Trainer, opener: OpenRa
         "pool": {"questions": len(pool.samples), "selected": selection, "queued_for_labels": queued},
         "data_hashes": data_hashes,
         "runs": {"base": base_run.id, "pool": pool_run.id, "candidate": cand_run.id},
+        "base_run_reused": earlier is not None,
         "promoted": decision.promote,
         "reason": decision.reason,
         "evidence": decision.evidence,
@@ -336,6 +363,7 @@ def _iteration(settings: Any, loop: LoopSettings, train: Trainer, opener: OpenRa
             tracking_uri=loop.tracking_uri,
             adapter_dir=candidate.path,
         )
+    say(f"{'PROMOTED' if decision.promote else 'kept the current adapter'}: {decision.reason}")
     if decision.promote:
         registry.promote(name)  # the last write: a crash before it leaves the current adapter promoted
     registry.record_iteration(record)
@@ -343,21 +371,43 @@ def _iteration(settings: Any, loop: LoopSettings, train: Trainer, opener: OpenRa
 
 
 def _evaluate(
-    opener: OpenRag, settings: Any, loop: LoopSettings, adapter: Path | None, data: Any, store: Any, name: str
+    opener: OpenRag,
+    settings: Any,
+    loop: LoopSettings,
+    adapter: Path | None,
+    data: Any,
+    store: Any,
+    name: str,
+    say: Callable[[str], None] = _quiet,
 ) -> Any:
     """One eval run of ``adapter`` (None: the base model) over ``data``, answer metrics only."""
     from eval.runner import RunOptions, run_evaluation
 
     run_settings = settings.model_copy(deep=True)
-    run_settings.generator.adapter = str(adapter) if adapter else None
+    run_settings.generator.adapter = str(adapter) if adapter else "none"
     if loop.threads:
         run_settings.generator.threads = loop.threads
     options = RunOptions(seed=loop.seed, replicates=1, ragas=False, judge=False, perplexity=False, name=name)
     rag = opener(run_settings, loop.index)
     try:
-        return run_evaluation(rag, data, options, store=store)
+        return run_evaluation(rag, data, options, store=store, progress=_every_tenth(say))
     finally:
         rag.close()
+
+
+def _earlier_run(
+    iterations: Sequence[dict[str, Any]], adapter: str | None, frozen: str, seed: int
+) -> str | None:
+    """The frozen-split run of ``adapter`` made by an earlier iteration over the same questions
+    with the same seed (a promoted candidate's), or ``None``."""
+    for record in reversed(iterations):
+        same = record.get("frozen_split", {}).get("ids_hash") == frozen
+        if same and record.get("settings", {}).get("seed") == seed:
+            if adapter is not None and record.get("candidate") == adapter:
+                return str(record["runs"]["candidate"])
+            if record.get("parent") == adapter:
+                return str(record["runs"]["base"])
+    return None
 
 
 def _replay(iterations: Sequence[dict[str, Any]], failures: Path) -> list[str]:
@@ -446,6 +496,17 @@ def train_candidate(
         settings,
     )  # fmt: skip
     return dpo_name
+
+
+def _every_tenth(say: Callable[[str], None]) -> Callable[[int, int, str], None]:
+    started = time.perf_counter()
+
+    def progress(done: int, total: int, question: str) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            left = (time.perf_counter() - started) / done * (total - done)
+            say(f"  [{done}/{total}] about {left / 60:.1f} min left")
+
+    return progress
 
 
 def _now() -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rag_app.cli import cli_settings, print_json
+from rag_app.cli_common import cli_settings, print_json
 
 
 @click.group("loop")
@@ -51,7 +51,9 @@ def loop_run(ctx: click.Context, **options: object) -> None:
     from eval.loop import LoopSettings, run_iteration
 
     given = {k: v for k, v in options.items() if v is not None}
-    record = run_iteration(cli_settings(ctx), LoopSettings.model_validate(given))
+    record = run_iteration(
+        cli_settings(ctx), LoopSettings.model_validate(given), say=lambda line: click.echo(line, err=True)
+    )
     print_json({k: v for k, v in record.items() if k != "evidence"} | {"evidence": record["evidence"]})
 
 
@@ -93,7 +95,7 @@ def loop_watch(
         reason = due(snapshot(settings, index), last_snapshot(history_rows(settings)), triggers)
         if reason:
             click.echo(f"iteration due: {reason}")
-            record = run_iteration(settings, loop)
+            record = run_iteration(settings, loop, say=lambda line: click.echo(line, err=True))
             click.echo(
                 f"{record['candidate']}: {'promoted' if record['promoted'] else 'kept'}: {record['reason']}"
             )

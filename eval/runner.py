@@ -75,7 +75,7 @@ class RunOptions:
     ragas: bool = True
     judge: bool | None = None
     """RAGAS LLM metrics: None runs them when ``eval.judge_base_url`` is set."""
-    perplexity: bool = True
+    perplexity: bool = False
     probes: Sequence[str] = ()
     """``bias``, ``robustness``, ``injection``."""
     probe_questions: int = 20

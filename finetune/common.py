@@ -147,15 +147,25 @@ def log_callback() -> Any:
 
 
 def time_limit(minutes: float) -> Any:
-    """A trainer callback that ends training once ``minutes`` have passed (checked after each step)."""
+    """A trainer callback that ends training before the step that would pass ``minutes``: it stops
+    when the time left is shorter than the longest step so far (the first step always runs, so
+    there is an adapter to save)."""
     from transformers import TrainerCallback
 
     class TimeLimit(TrainerCallback):
         def __init__(self) -> None:
             self.deadline = time.perf_counter() + minutes * 60
+            self.step_started = time.perf_counter()
+            self.longest = 0.0
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            self.step_started = time.perf_counter()
+            return control
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if time.perf_counter() >= self.deadline:
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - self.step_started)
+            if now + self.longest >= self.deadline:
                 control.should_training_stop = True
             return control
 

@@ -163,10 +163,17 @@ def test_missing_index_is_built_from_a_beir_corpus(served: CliRunner, tmp_path: 
     )
     (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nt\ttides\t1\n", encoding="utf-8")
     index = tmp_path / "built"
+    dry = served.invoke(cli, ["eval", "run", "--dataset", str(beir), "--index", str(index), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert (
+        "would first index the 4 documents" in dry.output and not index.exists()
+    )  # an estimate builds nothing
+    run = served.invoke(cli, ["eval", "run", "--dataset", str(beir), "--index", str(index)])
+    assert run.exit_code == 0, run.output
+    assert "[1/1]" in run.output and "min left" in run.output  # progress without a terminal
+    assert "generator.perplexity" not in run.output  # perplexity is opt-in
     summary = json.loads(
-        _invoke(
-            served, "eval", "run", "--dataset", str(beir), "--index", str(index), "--json", "--no-perplexity"
-        )
+        _invoke(served, "eval", "run", "--dataset", str(beir), "--index", str(index), "--json")
     )
     assert (index / "manifest.json").is_file()
     assert summary["summary"]["retrieval.recall@1"]["mean"] == 1.0
@@ -182,7 +189,7 @@ def test_real_smollm2_runs_twice_to_the_same_numbers(tmp_path: Path, index: Path
     records = []
     for _ in range(2):
         rag = RAG(index, s, embedder=embedder)  # a fresh generator each time
-        records.append(run_evaluation(rag, dataset, RunOptions(ragas=False)))
+        records.append(run_evaluation(rag, dataset, RunOptions(ragas=False, perplexity=True)))
         rag.close()
     a, b = records
     assert results_digest(a.results) == results_digest(b.results)

@@ -615,3 +615,32 @@ def test_cli_data_sft_config_and_adapters(
     assert out.exit_code == 0 and "no adapters registered" in out.output
     out = runner.invoke(cli, ["adapters", "promote", "missing"])
     assert out.exit_code == 2 and "no adapter named" in out.output
+
+
+def test_time_limit_stops_before_the_step_that_would_overrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max-minutes: training stops when the time left is shorter than the longest step so far,
+    so a 3-minute budget with 100-second steps ends after one step, not at 200 s."""
+    from transformers import TrainerControl
+
+    from finetune import common
+
+    clock = [0.0]
+    monkeypatch.setattr(common.time, "perf_counter", lambda: clock[0])
+    limit = common.time_limit(3)  # 180 s
+    control = TrainerControl()
+    steps = 0
+    while not control.should_training_stop and steps < 10:
+        limit.on_step_begin(None, None, control)
+        clock[0] += 100.0
+        limit.on_step_end(None, None, control)
+        steps += 1
+    assert steps == 1 and clock[0] == 100.0
+    clock[0], steps = 0.0, 0
+    quick = common.time_limit(3)
+    control = TrainerControl()
+    while not control.should_training_stop:
+        quick.on_step_begin(None, None, control)
+        clock[0] += 10.0
+        quick.on_step_end(None, None, control)
+        steps += 1
+    assert steps == 17 and clock[0] <= 180.0  # stops at 170 s: a step more would pass 180

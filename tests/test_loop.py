@@ -194,7 +194,7 @@ def test_a_candidate_made_worse_is_not_promoted(world: tuple[Settings, LoopSetti
 
     def opener(run_settings: Settings, index: Path) -> RAG:
         # the current model answers from its sources; the candidate (any adapter set) abstains on everything
-        worse = run_settings.generator.adapter is not None
+        worse = run_settings.generator.adapter not in (None, "none")  # the base is evaluated bare
         generator = _Abstains() if worse else ExtractiveGenerator()
         return RAG.open(index, run_settings, embedder=embedder, generator=generator)
 
