@@ -1,7 +1,7 @@
 """The hallucination guard on held-out data, beside the trivial baselines, and its latency.
 
 Trains nothing: loads the shipped model (``rag_app/guard/guard-model.json``, or ``--model``) and
-scores the held-out 20% of each task (the last 20% of group ids, :mod:`rag_app.guard.data`) through
+scores the held-out 20% of each task (the last 20% of group ids, :mod:`finetune.guard.data`) through
 the public :meth:`Guard.score`. The two baselines (answer length, share of unseen words) are
 one-number thresholds fitted on the learning 80%, as in the issue.
 
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from common import RESULTS_DIR, format_table, latency_summary, load_average, warn_if_busy, write_results
 
+from finetune.guard.data import READERS, Example, read_summarization, split
+from finetune.guard.evaluate import baseline, metrics
 from rag_app.embeddings import create_embedder
-from rag_app.guard.data import READERS, Example, read_summarization, split
-from rag_app.guard.evaluate import baseline, metrics
 from rag_app.guard.guard import Guard
 from rag_app.guard.model import DEFAULT_MODEL
 from rag_app.settings import Settings

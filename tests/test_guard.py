@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from conftest import shared_data
 
+from finetune.guard.train import train_guard
 from rag_app.errors import RagAppError
-from rag_app.guard import Guard, train_guard
+from rag_app.guard import Guard
 from rag_app.guard.features import FEATURES
 from rag_app.guard.guard import NOT_SUPPORTED, WRONG_CITATION
 from rag_app.guard.model import DEFAULT_MODEL, TreeModel

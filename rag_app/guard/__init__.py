@@ -1,8 +1,7 @@
 """The hallucination guard: is each sentence of an answer supported by its passages?
 
-``Guard`` scores answers (numpy and the embedder only); ``train_guard`` learns the packaged model
-(needs scikit-learn, the ``train`` extra). Both are imported on first access, so importing this
-package stays cheap.
+``Guard`` scores answers (numpy and the embedder only), imported on first access so importing
+this package stays cheap. Training the packaged model lives in :mod:`finetune.guard`.
 """
 
 from __future__ import annotations
@@ -11,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rag_app.guard.guard import Guard
-    from rag_app.guard.train import train_guard
 
-__all__ = ["Guard", "train_guard"]
+__all__ = ["Guard"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,8 +19,4 @@ def __getattr__(name: str) -> Any:
         from rag_app.guard.guard import Guard
 
         return Guard
-    if name == "train_guard":
-        from rag_app.guard.train import train_guard
-
-        return train_guard
     raise AttributeError(f"module 'rag_app.guard' has no attribute {name!r}")

@@ -3,7 +3,7 @@
 One model scores both a single sentence and a whole answer. Its input is the minimum, mean and
 maximum of each feature over the answer's claim sentences; a single sentence is an answer of
 one sentence (its minimum, mean and maximum are itself). The trees are trained with
-scikit-learn (:mod:`rag_app.guard.train`) and stored as plain arrays in a JSON file, so scoring
+scikit-learn (:mod:`finetune.guard.train`) and stored as plain arrays in a JSON file, so scoring
 needs only numpy.
 """
 
@@ -24,7 +24,7 @@ FORMAT = "rag-app-guard-trees"
 VERSION = 1
 AGGREGATES = ("min", "mean", "max")
 DEFAULT_MODEL = Path(__file__).with_name("guard-model.json")
-"""The packaged model, written by ``python -m rag_app.guard.train``."""
+"""The packaged model, written by ``rag-app guard train`` (:mod:`finetune.guard.train`)."""
 
 
 def aggregate(rows: np.ndarray) -> np.ndarray:

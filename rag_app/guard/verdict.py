@@ -212,7 +212,11 @@ def span_and_cover(
 def _find_runs(words: Sequence[str], needle: Sequence[str]) -> list[int]:
     """Every start of ``needle`` as a run of consecutive ``words``."""
     n = len(needle)
-    return [k for k in range(len(words) - n + 1) if words[k] == needle[0] and list(words[k : k + n]) == list(needle)]
+    return [
+        k
+        for k in range(len(words) - n + 1)
+        if words[k] == needle[0] and list(words[k : k + n]) == list(needle)
+    ]
 
 
 def asked_part(question: str) -> str:
@@ -224,5 +228,3 @@ def asked_part(question: str) -> str:
     sentences = [s.text for s in split_sentences(question) if s.text.strip()]
     asking = [s for s in sentences if "?" in s]
     return asking[-1] if asking else question
-
-

@@ -1,4 +1,4 @@
-"""Metrics for the guard and the trivial baselines it must beat, in plain numpy.
+"""Metrics for the guard and the trivial baselines it must beat (numpy; AUROC from scikit-learn).
 
 Scores are probabilities of "supported". The metrics treat *hallucinated* (not supported) as the
 positive class, as hallucination detectors are usually reported: F1 is the F1 of finding the
@@ -11,24 +11,24 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rag_app.guard.data import Example
+from finetune.guard.data import Example
+from rag_app.errors import RagAppError
 from rag_app.guard.text import tokens
 
 
 def auroc(hallucinated: np.ndarray, risk: np.ndarray) -> float:
-    """Area under the ROC curve of ``risk`` for the positives in ``hallucinated`` (ties count half)."""
+    """Area under the ROC curve of ``risk`` for the positives in ``hallucinated`` (ties count half).
+
+    NaN when only one class is present (the curve is undefined there).
+    """
+    try:
+        from sklearn.metrics import roc_auc_score
+    except ImportError:
+        raise RagAppError("measuring the guard needs scikit-learn: pip install 'rag-app[train]'") from None
     y = np.asarray(hallucinated, dtype=bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return float("nan")
-    order = np.argsort(risk, kind="mergesort")
-    ranks = np.empty(len(risk), dtype=np.float64)
-    sorted_risk = np.asarray(risk, dtype=np.float64)[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_risk, return_index=True, return_counts=True)
-    average = first + (counts - 1) / 2.0 + 1.0
-    ranks[order] = np.repeat(average, counts)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(y, np.asarray(risk, dtype=np.float64)))
 
 
 def metrics(supported: Sequence[int], score: np.ndarray, threshold: float = 0.5) -> dict[str, float]:

@@ -1,8 +1,8 @@
-"""Train the guard's tree model: ``rag-app guard train --out rag_app/guard/guard-model.json``.
+"""Train the guard's tree model: ``rag-app guard train --data DIR --out rag_app/guard/guard-model.json``.
 
 Recipe, top to bottom:
 
-1. read HaluEval summarization and dialogue and the SciFact claims (:mod:`rag_app.guard.data`),
+1. read HaluEval summarization and dialogue and the SciFact claims (:mod:`finetune.guard.data`),
    split each by group id (first 80% learn, last 20% report);
 2. turn every answer into its model input, the min/mean/max of its sentence features
    (:meth:`Guard.answer_rows`, one embedding call per batch), cached under the cache folder by a
@@ -14,7 +14,8 @@ Recipe, top to bottom:
    held-out rows of every task, HaluEval QA included as a sanity check (it is never learned from:
    answer length alone scores 0.94 there), and store the metrics in the model file.
 
-scikit-learn is needed only here (the ``train`` extra); scoring needs numpy alone.
+scikit-learn is needed only here (the ``train`` extra); scoring, in the runtime package
+:mod:`rag_app.guard`, needs numpy alone.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from finetune.guard.data import READERS, Example, split
+from finetune.guard.evaluate import baseline, baseline_values, metrics
 from rag_app.embeddings.base import Embedder
 from rag_app.errors import RagAppError
-from rag_app.guard.data import READERS, Example, split
-from rag_app.guard.evaluate import baseline, baseline_values, metrics
+from rag_app.guard import features as _features_module
 from rag_app.guard.features import FEATURES
 from rag_app.guard.guard import Guard
 from rag_app.guard.model import AGGREGATES, TreeModel, aggregate
@@ -57,8 +59,9 @@ PARAMS: dict[str, Any] = {
 }
 """HistGradientBoostingClassifier settings (no early stopping: its random validation split would
 put the two answers of a pair on both sides)."""
-_CODE = ("features.py", "text.py", "data.py")
-"""Modules whose source is part of the feature-cache key."""
+_RUNTIME = Path(_features_module.__file__).parent
+_CODE = (_RUNTIME / "features.py", _RUNTIME / "text.py", Path(__file__).with_name("data.py"))
+"""Modules whose source is part of the feature-cache key (the runtime's features, these readers)."""
 
 
 def _stderr(message: str) -> None:
@@ -217,8 +220,8 @@ def _code_digest() -> str:
     import ast
 
     digest = hashlib.sha256()
-    for name in _CODE:
-        digest.update(ast.dump(ast.parse((Path(__file__).parent / name).read_text())).encode())
+    for path in _CODE:
+        digest.update(ast.dump(ast.parse(path.read_text())).encode())
     return digest.hexdigest()
 
 
@@ -298,18 +301,3 @@ def length_check(examples: Sequence[Example], score: np.ndarray) -> dict[str, An
             "pair_accuracy": round(float(np.mean(right)), 4) if right else None,
         }
     return out
-
-
-def main() -> None:  # pragma: no cover - the CLI command is the documented entry point
-    """``python -m rag_app.guard.train OUT``: train with the default settings."""
-    from rag_app.embeddings import create_embedder
-    from rag_app.settings import Settings
-
-    settings = Settings.load()
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("guard-model.json")
-    result = train_guard(Path("../shared/data"), out, create_embedder(settings), cache_dir=settings.cache_dir)
-    print(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -1,4 +1,4 @@
-"""Readers for the labelled data the guard learns from and is measured on (``../shared/data``).
+"""Readers for the labelled data the guard learns from and is measured on (the ``--data`` folder).
 
 Every reader returns :class:`Example` rows: a claim, the passages it should be grounded in, extra
 context, and whether it is supported. Rows are split by their ``group`` (the HaluEval ``pair_id``,
@@ -40,7 +40,10 @@ class Example:
 
 def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
     if not path.is_file():
-        raise RagAppError(f"guard data not found: {path} (see ../shared/data/README.md)")
+        raise RagAppError(
+            f"guard data not found: {path} (--data must hold halueval-sum/, halueval-dialogue/, "
+            "halueval-qa/ and scifact/)"
+        )
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             if line.strip():
