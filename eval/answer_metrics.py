@@ -1,45 +1,27 @@
 """Answer metrics: SQuAD exact match and token F1 (official normalisation), BLEU, ROUGE-L,
-semantic similarity, and the generator's perplexity on held-out text."""
+semantic similarity, and the generator's perplexity on held-out text.
+
+Exact match and token F1 are defined in :mod:`rag_app.answer_match` (the training data builders
+use them too) and re-exported here.
+"""
 
 from __future__ import annotations
 
-import re
-import string
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_PUNCTUATION = set(string.punctuation)
+from rag_app.answer_match import best_over_truths, exact_match, normalize_answer, token_f1
 
-
-def normalize_answer(text: str) -> str:
-    """Lower case, drop punctuation and articles, squash white space (SQuAD v1.1 evaluate.py)."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
-def exact_match(prediction: str, truth: str) -> float:
-    return float(normalize_answer(prediction) == normalize_answer(truth))
-
-
-def token_f1(prediction: str, truth: str) -> float:
-    pred = normalize_answer(prediction).split()
-    gold = normalize_answer(truth).split()
-    common = Counter(pred) & Counter(gold)
-    same = sum(common.values())
-    if same == 0:
-        return 0.0
-    precision = same / len(pred)
-    recall = same / len(gold)
-    return 2 * precision * recall / (precision + recall)
-
-
-def best_over_truths(metric: Callable[[str, str], float], prediction: str, truths: Sequence[str]) -> float:
-    """The best score of ``prediction`` against any of the gold answers (as SQuAD scores)."""
-    return max((metric(prediction, t) for t in truths), default=0.0)
+__all__ = [
+    "best_over_truths",
+    "bleu",
+    "exact_match",
+    "normalize_answer",
+    "perplexity",
+    "rouge_l",
+    "semantic_similarity",
+    "token_f1",
+]
 
 
 # -- n-gram overlap: BLEU and ROUGE-L -------------------------------------------------------------

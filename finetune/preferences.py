@@ -71,7 +71,7 @@ MAX_SPAN_WORDS = 30
 # -- what counts as wrong -----------------------------------------------------------------------
 def normalize(text: str) -> str:
     """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
-    from eval.answer_metrics import normalize_answer
+    from rag_app.answer_match import normalize_answer
 
     return str(normalize_answer(strip_citations(text)))
 
@@ -257,7 +257,7 @@ def model_negatives(
         if not text or is_not_found(text):
             continue
         if meta["answerable"]:
-            from eval.answer_metrics import best_over_truths, token_f1
+            from rag_app.answer_match import best_over_truths, token_f1
 
             if best_over_truths(token_f1, strip_citations(text), meta["answers"]) > 0:
                 continue
