@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +124,50 @@ def test_config_show_and_models(run, tmp_path: Path) -> None:
     assert models.returncode == 0, models.stderr
     roles = {row["role"] for row in json.loads(models.stdout)}
     assert {"embedder", "generator"} <= roles
+
+
+def test_help_lists_every_group(run) -> None:
+    """The other packages' groups are mounted lazily and still listed, with their commands."""
+    result = run("--help")
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()}
+    groups = {"adapters", "eval", "finetune", "guard", "index", "loop", "pretrain", "serve"}
+    assert groups | {"ask", "chat", "config", "ingest", "models", "search", "ui"} <= listed
+    finetune = run("finetune", "--help")
+    assert finetune.returncode == 0, finetune.stderr
+    for command in ("data", "sft", "preferences", "reward", "dpo", "rlhf", "reader"):
+        assert f"  {command} " in finetune.stdout
+    adapters = run("adapters", "--help").stdout
+    assert all(f"  {c} " in adapters for c in ("ls", "show", "promote", "rollback", "merge"))
+    assert all(f"  {c} " in run("pretrain", "--help").stdout for c in ("causal", "masked", "continued"))
+
+
+def test_serve_one_index_folder(index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rag-app serve --index DIR`: DIR's parent is the server's folder and DIR the default index.
+
+    The server itself is not started (test_server.py starts `rag-app serve`); what it is given is checked.
+    """
+    from click.testing import CliRunner
+
+    import rag_app.server.run
+    from rag_app.cli import cli
+
+    monkeypatch.delenv("RAG_APP_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    given: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(rag_app.server.run, "serve", lambda s, **kw: given.append((s.server, kw)))
+    served = CliRunner().invoke(cli, ["serve", "--index", str(index), "--port", "8123"])
+    assert served.exit_code == 0, served.output
+    (server, options) = given[0]
+    assert server.indexes_dir == index.resolve().parent and server.default_index == index.name
+    assert options == {"host": None, "port": 8123}
+
+    both = CliRunner().invoke(cli, ["serve", "--index", str(index), "--default-index", "docs"])
+    assert both.exit_code == 2 and "drop --indexes-dir and --default-index" in both.output
+    missing = CliRunner().invoke(cli, ["serve", "--index", str(tmp_path / "nope")])
+    assert missing.exit_code != 0 and "rag-app ingest" in missing.output
+    hidden = tmp_path / ".rag-index"
+    hidden.mkdir()
+    unnamed = CliRunner().invoke(cli, ["serve", "--index", str(hidden)])
+    assert unnamed.exit_code == 2 and "rename the folder" in unnamed.output
+    assert len(given) == 1
