@@ -16,7 +16,7 @@ spin-wait on each other and an answer took 90-107 s instead of 4.5 s); the serve
 generation at a time, so more clients add queueing, not throughput.
 
 The HTTP overhead is the ratio of p50 latencies of the same requests over HTTP (one client) and
-called on a ``RAG`` in this process (``rag.search``; ``rag.answerer.ask`` for chat), alternated
+called on a ``RAG`` in this process (``rag.search``; ``rag.ask`` for chat), alternated
 pair by pair so that both see the same machine load.
 
     python bench/server.py                          # writes bench/results/server.json
@@ -199,7 +199,7 @@ def paired(rag: RAG, url: str, key: str, kind: str, seconds: float, chat_k: int)
                 if kind == "search":
                     rag.search(question, 5)
                 else:
-                    rag.answerer.ask(question, k=chat_k)
+                    rag.ask(question, chat_k)
                 direct_s.append(time.perf_counter() - t0)
 
             def over_http(path: str = path, body: dict[str, Any] = body) -> None:

@@ -90,7 +90,7 @@ class RunOptions:
 def corpus_hash(rag: Any) -> str:
     """sha256 over the indexed documents' (source, content hash), sorted: the corpus's identity."""
     digest = hashlib.sha256()
-    for doc in sorted(rag.store.docstore.documents(), key=lambda d: d.source):
+    for doc in sorted(rag.documents(), key=lambda d: d.source):
         digest.update(f"{doc.source}\t{doc.content_hash}\n".encode())
     return digest.hexdigest()
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexes.loaders import SUPPORTED_EXTENSIONS
+from rag_app.ingest import source_name as source_name  # the index key; re-exported
 
 JUNK_DIRS = frozenset({"__pycache__", "node_modules"})
 """Folder names never walked into (besides hidden folders such as ``.git`` and ``.venv``)."""
@@ -60,25 +61,6 @@ def discover(
             continue
         walker.visit(Path(os.path.abspath(path)), ancestors=frozenset())
     return walker.result
-
-
-def source_name(path: str | Path) -> str:
-    """``path`` as text that SQLite, JSON and a terminal accept: the key a file is indexed under.
-
-    A file name that is not valid UTF-8 comes from the OS with surrogate escapes; its stray bytes
-    are written as ``\\xNN`` (``caf\\xe9.txt``), so the file is indexed (and found unchanged on the
-    next ingest) under that name. Valid names are returned as they are.
-    """
-    text = str(path)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        try:
-            raw = text.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:  # a lone surrogate that no file name decoded to
-            raw = text.encode("utf-8", "surrogatepass")
-        return raw.decode("utf-8", "backslashreplace")
-    return text
 
 
 def content_hash(path: Path) -> str:

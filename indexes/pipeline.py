@@ -12,7 +12,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,8 @@ from indexes.loaders import LoadLimits, load_document
 from rag_app.documents import Chunk, LoadedDocument
 from rag_app.embeddings.base import Embedder, embedder_model_name
 from rag_app.errors import DocumentError, IngestError
+from rag_app.ingest import IngestReport as IngestReport  # re-exported
+from rag_app.ingest import ProgressCallback as ProgressCallback
 from rag_app.settings import Settings
 from rag_app.store.index import IndexStore, IndexWriter
 
@@ -35,37 +37,6 @@ log = logging.getLogger(__name__)
 
 BATCH_CHUNKS = 1024
 """Chunks embedded and committed together."""
-
-ProgressCallback = Callable[[int, int, str], None]
-"""``on_progress(done, total, source)``: called as each file (or in-memory document) is taken up."""
-
-
-@dataclass
-class IngestReport:
-    """What an ingest did; ``--json`` prints this."""
-
-    index: str
-    files_seen: int = 0
-    files_ingested: int = 0
-    files_unchanged: int = 0
-    files_failed: list[dict[str, str]] = field(default_factory=list)
-    files_skipped: list[dict[str, str]] = field(default_factory=list)
-    files_removed: int = 0
-    chunks_added: int = 0
-    chunks_removed: int = 0
-    chunks_embedded: int = 0
-    chunks_reused: int = 0
-    bytes_ingested: int = 0
-    seconds: float = 0.0
-    pii_redacted: dict[str, int] = field(default_factory=dict)
-    """With ``index.redact_pii``: redactions made, by placeholder type (``{"EMAIL": 3}``)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def nothing_ingested(self) -> bool:
-        return self.files_ingested == 0 and self.files_unchanged == 0 and self.files_removed == 0
 
 
 @dataclass

@@ -52,6 +52,8 @@ class _Draft:
     language: str
     hits: list[Hit]
     prompt: Prompt | None
+    max_new_tokens: int = 256
+    temperature: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
@@ -104,21 +106,23 @@ class Answerer:
         retrieval_query: str | None = None,
         filters: Filters | None = None,
         on_step: Callable[[str], None] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> Answer:
         """Answer ``question``; ``history`` are earlier chat turns, ``retrieval_query`` what to search for.
 
-        ``on_step`` is called with ``searching``, ``writing`` and ``checking`` as each step starts
-        (a progress display)."""
+        ``max_tokens`` (at most ``generator.max_new_tokens``) and ``temperature`` replace the
+        settings' for this call. ``on_step`` is called with ``searching``, ``writing`` and
+        ``checking`` as each step starts (a progress display)."""
         step = on_step or (lambda _name: None)
         step("searching")
-        draft = self._prepare(question, k, history, retrieval_query, filters)
+        draft = self._prepare(question, k, history, retrieval_query, filters, max_tokens, temperature)
         if draft.prompt is None:
             return self._abstain(draft, "no_close_passage", self._retrieval_detail(draft.hits))
-        g = self.settings.generator
         step("writing")
         t0 = time.perf_counter()
         completion = self.generator.generate(
-            draft.prompt.messages, max_new_tokens=g.max_new_tokens, temperature=g.temperature
+            draft.prompt.messages, max_new_tokens=draft.max_new_tokens, temperature=draft.temperature
         )
         draft.timings["generation"] = time.perf_counter() - t0
         draft.timings["first_token"] = completion.timings.get("first_token", draft.timings["generation"])
@@ -133,9 +137,11 @@ class Answerer:
         history: Sequence[Message] = (),
         retrieval_query: str | None = None,
         filters: Filters | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> AnswerStream:
         """Like :meth:`ask`, yielding checked text as it is cleared; ``.answer`` is set at the end."""
-        draft = self._prepare(question, k, history, retrieval_query, filters)
+        draft = self._prepare(question, k, history, retrieval_query, filters, max_tokens, temperature)
         return AnswerStream(self, draft)
 
     # -- steps ----------------------------------------------------------------------------
@@ -146,11 +152,21 @@ class Answerer:
         history: Sequence[Message],
         retrieval_query: str | None,
         filters: Filters | None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> _Draft:
         question = check_question(question)
         t0 = time.perf_counter()
         hits = self.retriever.search(retrieval_query or question, k, filters=filters)
-        draft = _Draft(question, detect_language(question), hits, None)
+        g = self.settings.generator
+        draft = _Draft(
+            question,
+            detect_language(question),
+            hits,
+            None,
+            max_new_tokens=g.max_new_tokens if max_tokens is None else min(g.max_new_tokens, max_tokens),
+            temperature=g.temperature if temperature is None else temperature,
+        )
         draft.started = t0
         draft.timings["retrieval"] = time.perf_counter() - t0
         if hits and self._close_enough(hits):
@@ -340,7 +356,6 @@ class AnswerStream:
             self.answer = answerer._abstain(draft, "no_close_passage", answerer._retrieval_detail(draft.hits))
             yield self.answer.text
             return
-        g = answerer.settings.generator
         t0 = time.perf_counter()
         pieces: list[str] = []
         released = ""
@@ -349,7 +364,7 @@ class AnswerStream:
         # nothing is held back without a guard, or when it may pass anything: tokens go out as they come
         live = answerer.guard is None or not guard.enabled or guard.on_unsupported == "pass"
         stream = answerer.generator.stream(
-            draft.prompt.messages, max_new_tokens=g.max_new_tokens, temperature=g.temperature
+            draft.prompt.messages, max_new_tokens=draft.max_new_tokens, temperature=draft.temperature
         )
         while True:
             try:

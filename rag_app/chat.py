@@ -29,7 +29,7 @@ class ChatSession:
     def ask(self, question: str) -> Answer:
         """Answer a question, using earlier turns for the search query and the prompt."""
         past = self.store.messages(self.id)
-        answer = self.rag.answerer.ask(
+        answer = self.rag.ask(
             question, history=history_messages(past), retrieval_query=retrieval_query(question, past)
         )
         self._record(question, answer)
@@ -38,7 +38,7 @@ class ChatSession:
     def stream(self, question: str) -> Iterator[str]:
         """Yield text pieces; the finished answer is stored and then available as :attr:`last_answer`."""
         past = self.store.messages(self.id)
-        stream: AnswerStream = self.rag.answerer.stream(
+        stream: AnswerStream = self.rag.stream(
             question, history=history_messages(past), retrieval_query=retrieval_query(question, past)
         )
         yield from stream

@@ -11,14 +11,14 @@ from rag_app.answering import Answerer, AnswerStream
 from rag_app.documents import Hit, LoadedDocument
 from rag_app.embeddings.base import Embedder, embedder_model_name
 from rag_app.errors import IndexNotFoundError, QueryError
-from rag_app.generation.base import Generator
+from rag_app.generation.base import Generator, Message
+from rag_app.ingest import Ingester, IngestReport, installed_ingester
 from rag_app.retrieval import Filters, HybridRetriever
 from rag_app.settings import Settings
 from rag_app.store.docstore import DocumentRow
 from rag_app.store.index import IndexStore
 
 if TYPE_CHECKING:
-    from indexes.pipeline import IngestReport
     from rag_app.chat import ChatSession
     from rag_app.conversations import ConversationStore
     from rag_app.guard import Guard
@@ -27,9 +27,12 @@ if TYPE_CHECKING:
 class RAG:
     """Retrieval-augmented generation over one index folder.
 
-    Construction is cheap: the embedder and the index files load on first use.
+    Construction is cheap: the embedder and the index files load on first use. Without
+    ``settings`` the library defaults apply; ``Settings.load()`` reads ``rag-app.toml`` and the
+    environment, as the CLI, the server and the Streamlit app do. ``ingester`` writes documents
+    (unset: the installed one, from the ``indexes`` package).
 
-        rag = RAG("my-index")            # created on first ingest
+        rag = RAG("my-index", Settings.load())   # created on first ingest
         rag.ingest(["docs/"])
         for hit in rag.search("how do I install it?"):
             print(hit.source, hit.page, hit.text)
@@ -44,10 +47,12 @@ class RAG:
         *,
         embedder: Embedder | None = None,
         generator: Generator | None = None,
+        ingester: Ingester | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
-        self.settings = settings if settings is not None else Settings.load()
+        self.settings = settings if settings is not None else Settings()
         self._embedder = embedder
+        self._ingester = ingester
         self._store: IndexStore | None = None
         self._retriever: HybridRetriever | None = None
         self._generator = generator
@@ -90,6 +95,22 @@ class RAG:
             self._retriever = HybridRetriever(self.store, self.embedder, self.settings.retrieval)
         return self._retriever
 
+    @property
+    def ingester(self) -> Ingester:
+        """What :meth:`ingest` and :meth:`add_documents` write through."""
+        if self._ingester is None:
+            self._ingester = installed_ingester()
+        return self._ingester
+
+    @property
+    def ingest_formats(self) -> frozenset[str]:
+        """The file extensions :meth:`ingest` loads (``.pdf``, ``.md``, ...)."""
+        return self.ingester.extensions
+
+    def ingest_files(self, paths: Sequence[str | Path]) -> list[Path]:
+        """The files :meth:`ingest` would read under ``paths`` (folders walked, links followed)."""
+        return self.ingester.files(paths, self.settings)
+
     def ingest(
         self,
         paths: Sequence[str | Path],
@@ -99,16 +120,13 @@ class RAG:
         on_progress: Callable[[int, int, str], None] | None = None,
         wait: float | None = None,
     ) -> IngestReport:
-        """Add, update (and with ``prune`` remove) documents; see :func:`indexes.pipeline.ingest`.
+        """Add, update (and with ``prune`` remove) documents of files and folders.
 
         ``on_progress(done, total, source)`` is called as each file is taken up (for a UI's progress bar).
         ``wait``: seconds to wait for another writer of the index (unset: ``index.lock_wait_s``)
         before :class:`IndexLockedError`.
         """
-        # The facade reaches into the ingest package lazily, like the CLI: rag_app stays importable alone.
-        from indexes.pipeline import ingest
-
-        report = ingest(
+        report = self.ingester.ingest(
             paths,
             self.index_dir,
             self.settings,
@@ -134,9 +152,7 @@ class RAG:
 
         ``wait`` as in :meth:`ingest`.
         """
-        from indexes.pipeline import ingest_documents
-
-        report = ingest_documents(
+        report = self.ingester.ingest_documents(
             documents,
             self.index_dir,
             self.settings,
@@ -205,19 +221,51 @@ class RAG:
         *,
         source: str | None = None,
         formats: Sequence[str] = (),
+        history: Sequence[Message] = (),
+        retrieval_query: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
         on_step: Callable[[str], None] | None = None,
     ) -> Answer:
         """Answer from the documents with numbered citations and a grounding check, or abstain.
 
-        ``on_step(name)`` is called as ``searching``, ``writing`` and ``checking`` begin."""
-        filters = Filters(source=source, formats=tuple(formats))
-        return self.answerer.ask(question, k=k, filters=filters, on_step=on_step)
+        ``history`` holds earlier chat turns (for the prompt), ``retrieval_query`` what to search
+        for instead of the question; ``max_tokens`` (at most ``generator.max_new_tokens``) and
+        ``temperature`` replace the settings' for this call. ``on_step(name)`` is called as
+        ``searching``, ``writing`` and ``checking`` begin."""
+        return self.answerer.ask(
+            question,
+            k=k,
+            filters=Filters(source=source, formats=tuple(formats)),
+            history=history,
+            retrieval_query=retrieval_query,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            on_step=on_step,
+        )
 
     def stream(
-        self, question: str, k: int | None = None, *, source: str | None = None, formats: Sequence[str] = ()
+        self,
+        question: str,
+        k: int | None = None,
+        *,
+        source: str | None = None,
+        formats: Sequence[str] = (),
+        history: Sequence[Message] = (),
+        retrieval_query: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> AnswerStream:
         """Like :meth:`ask`, yielding text as it is generated; the stream's ``.answer`` is set at the end."""
-        return self.answerer.stream(question, k=k, filters=Filters(source=source, formats=tuple(formats)))
+        return self.answerer.stream(
+            question,
+            k=k,
+            filters=Filters(source=source, formats=tuple(formats)),
+            history=history,
+            retrieval_query=retrieval_query,
+            max_tokens=max_tokens,
+            temperature=temperature,
+        )
 
     def chat(self, conversation_id: str | None = None) -> ChatSession:
         """A multi-turn conversation (new, or continued by id), stored under ``settings.data_dir``."""
@@ -256,6 +304,10 @@ class RAG:
     def documents(self) -> list[DocumentRow]:
         """Every indexed document."""
         return self.store.docstore.documents()
+
+    def document(self, doc_id: int) -> DocumentRow | None:
+        """The indexed document with this id (:attr:`DocumentRow.id`), or None."""
+        return self.store.docstore.document_by_id(doc_id)
 
     def delete(self, sources: Sequence[str], *, wait: float | None = None) -> int:
         """Remove documents by source path; returns the number of chunks removed.

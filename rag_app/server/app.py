@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rag_app import errors
 from rag_app.embeddings.base import Embedder
 from rag_app.generation.base import Generator
+from rag_app.ingest import source_name
 from rag_app.rag import RAG
 from rag_app.server import openai_compat as oa
 from rag_app.server.auth import Authenticator, AuthFirstRoute
@@ -50,7 +51,7 @@ from rag_app.server.contract import (
 from rag_app.server.keys import KeyStore
 from rag_app.server.limits import BodySizeLimit
 from rag_app.server.observability import LOG, Metrics
-from rag_app.server.runtime import REQUEST_LIMITS, Indexes, RequestLimits, iterate_in_thread
+from rag_app.server.runtime import Indexes, iterate_in_thread
 from rag_app.settings import Settings
 
 STATUS: dict[type[errors.RagAppError], int] = {
@@ -270,15 +271,29 @@ def create_app(
         name = body.index or (None if body.model == oa.DEFAULT_MODEL else body.model)
         name, rag = await _rag(name)
         question, history, query = body.question_and_history()
-        REQUEST_LIMITS.set(RequestLimits(body.max_completion_tokens or body.max_tokens, body.temperature))
+        max_tokens, temperature = body.max_completion_tokens or body.max_tokens, body.temperature
         if not body.stream:
             answer = await run_in_threadpool(
-                lambda: rag.answerer.ask(question, k=body.k, history=history, retrieval_query=query)
+                lambda: rag.ask(
+                    question,
+                    body.k,
+                    history=history,
+                    retrieval_query=query,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                )
             )
             metrics.observe_answer(answer)
             return oa.completion(answer, body.model, name)
         stream = await run_in_threadpool(
-            lambda: rag.answerer.stream(question, k=body.k, history=history, retrieval_query=query)
+            lambda: rag.stream(
+                question,
+                body.k,
+                history=history,
+                retrieval_query=query,
+                max_tokens=max_tokens,
+                temperature=temperature,
+            )
         )
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
@@ -404,7 +419,8 @@ def create_app(
             uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
             if not uploads:
                 raise ApiError(400, "no_files", "send one or more files in the multipart field `files`")
-            paths = await run_in_threadpool(_save_uploads, uploads, uploads_dir / name)
+            _, rag = await _rag(name, create=True)
+            paths = await run_in_threadpool(_save_uploads, uploads, uploads_dir / name, rag.ingest_formats)
         elif ctype.startswith("application/json"):
             try:
                 spec = IngestPathsRequest.model_validate_json(await request.body())
@@ -412,14 +428,13 @@ def create_app(
                 if any(e["type"] == "json_invalid" for e in exc.errors()):
                     raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
                 raise ApiError(422, "invalid_request", _describe(exc.errors())) from None
-            name = indexes.resolve(spec.index)
-            paths = await run_in_threadpool(_allowed_paths, spec.paths, s.ingest_roots, settings)
+            name, rag = await _rag(spec.index, create=True)
+            paths = await run_in_threadpool(_allowed_paths, spec.paths, s.ingest_roots, rag)
             prune = spec.prune
         else:
             raise ApiError(
                 415, "unsupported_media_type", "send multipart/form-data (files) or application/json (paths)"
             )
-        _, rag = await _rag(name, create=True)
         # another writer (a CLI ingest, another request): wait for it in this worker thread (queued)
         report = await run_in_threadpool(lambda: rag.ingest(paths, prune=prune, wait=s.ingest_wait_s))
         return {**report.to_dict(), "index": name}
@@ -438,7 +453,7 @@ def create_app(
         name, rag = await _rag(index)
 
         def remove() -> dict[str, Any]:
-            row = rag.store.docstore.document_by_id(doc_id)
+            row = rag.document(doc_id)
             if row is None:
                 raise ApiError(404, "document_not_found", f"no document with id {doc_id} in index {name!r}")
             removed = rag.delete([row.source], wait=s.ingest_wait_s)
@@ -490,13 +505,11 @@ def _upload_name(raw: str | None) -> str:
     return name
 
 
-def _check_upload(name: str, head: bytes) -> None:
+def _check_upload(name: str, head: bytes, extensions: frozenset[str]) -> None:
     """The extension is one we load, and the first bytes match it (no executable renamed to .pdf)."""
-    from indexes.loaders import SUPPORTED_EXTENSIONS
-
     suffix = PurePosixPath(name).suffix.lower()
-    if suffix not in SUPPORTED_EXTENSIONS:
-        allowed = " ".join(sorted(SUPPORTED_EXTENSIONS))
+    if suffix not in extensions:
+        allowed = " ".join(sorted(extensions))
         raise ApiError(
             415, "unsupported_file_type", f"{name}: file type {suffix or '(none)'} is not one of {allowed}"
         )
@@ -512,13 +525,13 @@ def _check_upload(name: str, head: bytes) -> None:
         )
 
 
-def _save_uploads(uploads: list[UploadFile], folder: Path) -> list[Path]:
+def _save_uploads(uploads: list[UploadFile], folder: Path, extensions: frozenset[str]) -> list[Path]:
     """Check every upload first, then write each atomically into ``folder``."""
     named = []
     for upload in uploads:
         name = _upload_name(upload.filename)
         upload.file.seek(0)
-        _check_upload(name, upload.file.read(4096))
+        _check_upload(name, upload.file.read(4096), extensions)
         upload.file.seek(0)
         named.append((name, upload))
     folder.mkdir(parents=True, exist_ok=True)
@@ -540,7 +553,7 @@ def _save_uploads(uploads: list[UploadFile], folder: Path) -> list[Path]:
     return paths
 
 
-def _allowed_paths(raw_paths: list[str], roots: list[Path], settings: Settings) -> list[Path]:
+def _allowed_paths(raw_paths: list[str], roots: list[Path], rag: RAG) -> list[Path]:
     """The paths, resolved, when each (and every file found under it, through symlinks) is inside a root."""
     if not roots:
         raise ApiError(
@@ -560,10 +573,7 @@ def _allowed_paths(raw_paths: list[str], roots: list[Path], settings: Settings) 
         if not inside(path):
             raise ApiError(403, "path_not_allowed", f"{raw} is outside the allowed ingest roots")
         paths.append(path)
-    from indexes.discovery import discover, source_name
-
-    found = discover(paths, max_bytes=int(settings.index.max_file_mb * 2**20))
-    escaped = [source_name(f) for f in found.files if not inside(f.resolve())]
+    escaped = [source_name(f) for f in rag.ingest_files(paths) if not inside(f.resolve())]
     if escaped:
         raise ApiError(
             403, "path_not_allowed", "links lead outside the allowed ingest roots: " + ", ".join(escaped[:5])

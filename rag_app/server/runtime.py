@@ -11,7 +11,6 @@ import contextvars
 import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from rag_app.embeddings.base import Embedder
@@ -19,26 +18,14 @@ from rag_app.errors import IndexNotFoundError, QueryError
 from rag_app.generation.base import Completion, Generator, Message
 from rag_app.rag import RAG
 from rag_app.settings import Settings
+from rag_app.shared_models import SharedModels
 from rag_app.store.index import IndexStore
 
 INDEX_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-@dataclass(frozen=True)
-class RequestLimits:
-    """Per-request generation limits from the client (capped by the server's settings)."""
-
-    max_new_tokens: int | None = None
-    temperature: float | None = None
-
-
-REQUEST_LIMITS: contextvars.ContextVar[RequestLimits | None] = contextvars.ContextVar(
-    "rag_app_request_limits", default=None
-)
-
-
 class SerializedGenerator:
-    """Wraps a :class:`Generator`: one generation at a time, tokens counted, request limits applied."""
+    """Wraps a :class:`Generator`: one generation at a time, tokens counted."""
 
     def __init__(self, inner: Generator, on_tokens: Callable[[int], None] = lambda n: None) -> None:
         self.inner = inner
@@ -48,15 +35,6 @@ class SerializedGenerator:
         self._lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
 
-    @staticmethod
-    def _limits(max_new_tokens: int, temperature: float) -> tuple[int, float]:
-        limits = REQUEST_LIMITS.get() or RequestLimits()
-        if limits.max_new_tokens is not None:
-            max_new_tokens = min(max_new_tokens, limits.max_new_tokens)
-        if limits.temperature is not None:
-            temperature = limits.temperature
-        return max_new_tokens, temperature
-
     def generate(
         self,
         messages: Sequence[Message],
@@ -65,7 +43,6 @@ class SerializedGenerator:
         temperature: float = 0.0,
         stop: Sequence[str] = (),
     ) -> Completion:
-        max_new_tokens, temperature = self._limits(max_new_tokens, temperature)
         with self._lock:
             result = self.inner.generate(
                 messages, max_new_tokens=max_new_tokens, temperature=temperature, stop=stop
@@ -81,7 +58,6 @@ class SerializedGenerator:
         temperature: float = 0.0,
         stop: Sequence[str] = (),
     ) -> Iterator[str]:
-        max_new_tokens, temperature = self._limits(max_new_tokens, temperature)
         pieces: list[str] = []
         with self._lock:
             for piece in self.inner.stream(
@@ -110,33 +86,11 @@ class Indexes:
     ) -> None:
         self.settings = settings
         self.folder = indexes_dir
-        self._embedder = embedder
-        self._inner_generator = generator
-        self._generator: SerializedGenerator | None = None
-        self._on_tokens = on_tokens
+        self.models = SharedModels(
+            embedder=embedder, generator=generator, wrap_generator=lambda g: SerializedGenerator(g, on_tokens)
+        )
         self._rags: dict[str, RAG] = {}
         self._lock = threading.Lock()
-
-    @property
-    def embedder(self) -> Embedder:
-        with self._lock:
-            if self._embedder is None:
-                from rag_app.embeddings import create_embedder
-
-                self._embedder = create_embedder(self.settings)
-            return self._embedder
-
-    @property
-    def generator(self) -> SerializedGenerator:
-        with self._lock:
-            if self._generator is None:
-                inner = self._inner_generator
-                if inner is None:
-                    from rag_app.generation import create_generator
-
-                    inner = create_generator(self.settings)
-                self._generator = SerializedGenerator(inner, self._on_tokens)
-            return self._generator
 
     def names(self) -> list[str]:
         if not self.folder.is_dir():
@@ -165,7 +119,7 @@ class Indexes:
         with self._lock:
             rag = self._rags.get(name)
         if rag is None:
-            rag = RAG(folder, self.settings, embedder=self.embedder, generator=self.generator)
+            rag = self.models.rag(folder, self.settings)
             with self._lock:
                 rag = self._rags.setdefault(name, rag)
         return rag
