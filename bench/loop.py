@@ -116,6 +116,13 @@ def main() -> None:
     parser.add_argument("--top-layers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--fresh", action="store_true", help="Start from an empty registry.")
+    parser.add_argument(
+        "--ship", action="store_true",
+        help="Export the promoted adapter as the packaged default (rag_app/adapters/); none: nothing.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--report-only", action="store_true", help="Run no iteration: report the iterations recorded so far."
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "loop.json")
     args = parser.parse_args()
     load_before = warn_if_busy("loop")
@@ -141,19 +148,19 @@ def main() -> None:
         threads=args.threads, halueval=HALUEVAL, halueval_pairs=(0, 4999),
     )  # fmt: skip
     samples = {s.id: s for s in load_dataset(frozen_path).samples}
-    records = []
-    for i in range(args.iterations):
+    for i in range(0 if args.report_only else args.iterations):
         methods = args.methods.split(",")
         budgets = [float(b) for b in args.budget_minutes.split(",")]
-        loop.method = methods[min(i, len(methods) - 1)]  # type: ignore[assignment]
+        loop.method = methods[min(i, len(methods) - 1)]
         loop.budget_minutes = budgets[min(i, len(budgets) - 1)]
         print(f"iteration {i + 1} of {args.iterations} ({loop.method})", flush=True)
         started = time.perf_counter()
         record = run_iteration(settings, loop, say=lambda line: print(line, flush=True))
-        record["wall_s"] = round(time.perf_counter() - started, 1)
-        records.append(record)
         print(f"  {record['candidate']}: {'PROMOTED' if record['promoted'] else 'kept'}: {record['reason']}")
-        print(f"  stages: {record['stages']}", flush=True)
+        print(f"  stages: {record['stages']}, wall {time.perf_counter() - started:.0f} s", flush=True)
+    records = Registry.from_settings(settings).iterations()  # every iteration so far, this run's and earlier
+    if not records:
+        raise SystemExit("no loop iterations recorded yet: run without --report-only")
 
     with RunStore.for_settings(settings) as store:
         evaluated = {"base": run_summary(store, records[0]["runs"]["base"], samples)}
@@ -172,7 +179,9 @@ def main() -> None:
     payload = {
         "command": "python bench/loop.py "
         + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "fresh")
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in vars(args).items()
+            if k not in ("out", "fresh", "report_only")
         ),
         "settings": vars(args) | {"out": str(args.out)},
         "frozen_split": records[0]["frozen_split"],
@@ -183,6 +192,12 @@ def main() -> None:
         "promoted_vs_base": versus_base,
         "peak_rss_mb": peak_rss_mb(),
     }
+    if args.ship and promoted is not None:
+        from finetune.export import export_adapter
+        from rag_app.generation import DEFAULT_ADAPTERS
+
+        folder = REPO_ROOT / "rag_app" / "adapters" / DEFAULT_ADAPTERS["Qwen2.5-Coder-0.5B-Instruct"]
+        payload["shipped"] = export_adapter(Registry.from_settings(settings), promoted.name, folder)
     write_results(args.out, payload, load_before)
     rows = []
     for name, summary in evaluated.items():
