@@ -1,7 +1,7 @@
 """The ``rag-app`` command. Each command is a thin layer over the :class:`rag_app.RAG` facade.
 
-The groups of the other packages (``eval``, ``loop``, ``finetune``, ``adapters``, ``pretrain``) live
-there and are mounted through :attr:`_Group.LAZY`, imported only when invoked or listed.
+The groups of the other packages (``eval``, ``loop``, ``finetune``, ``adapters``, ``pretrain``,
+``guard``) live there and are mounted through :attr:`_Group.LAZY`, imported only when invoked or listed.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class _Group(ErrorTranslatingGroup):
         "adapters": ("finetune.cli", "adapters_group"),
         "eval": ("eval.cli", "eval_group"),
         "finetune": ("finetune.cli", "finetune_group"),
+        "guard": ("finetune.guard.cli", "guard_group"),
         "loop": ("eval.loop_cli", "loop_group"),
         "pretrain": ("finetune.cli", "pretrain_group"),
     }
@@ -372,39 +373,6 @@ def chat(ctx: click.Context, index: Path, conversation: str | None) -> None:
             _print_answer(session.last_answer, streamed=True)
         except RagAppError as exc:  # one bad question must not end the chat
             click.echo(f"\nerror: {exc}", err=True)
-
-
-@cli.group()
-def guard() -> None:
-    """The hallucination guard."""
-
-
-@guard.command("train")
-@click.option(
-    "--data",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("../shared/data"),
-    show_default=True,
-    help="Folder with halueval-sum/, halueval-dialogue/ and scifact/.",
-)
-@click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file to write."
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.pass_context
-def guard_train(ctx: click.Context, data: Path, out: Path, seed: int) -> None:
-    """Train the guard on the first 80% of the labelled pairs; prints held-out metrics.
-
-    \b
-    Example (reproduces the packaged model):
-      rag-app guard train --out rag_app/guard/guard-model.json
-    """
-    from rag_app.embeddings import create_embedder
-    from rag_app.guard import train_guard
-
-    settings = cli_settings(ctx)
-    metrics = train_guard(data, out, create_embedder(settings), seed=seed, cache_dir=settings.cache_dir)
-    print_json(metrics)
 
 
 def _streamlit_app_file() -> Path:
