@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -269,12 +277,21 @@ class EvalSettings(_Section):
 class UISettings(_Section):
     """The Streamlit app (``rag-app ui``)."""
 
-    index: Path = Path(".rag-index")
-    """The index folder the app opens first (another can be chosen in its sidebar)."""
+    index: Path = Path("indexes/default")
+    """The index folder the app opens first (another can be chosen in its sidebar); unset:
+    ``DATA_DIR/indexes/default``, never a folder of the working directory."""
     upload_dir: Path | None = None
     """Where uploaded files are saved before ingest; unset means ``DATA_DIR/uploads``."""
     reports_dir: Path = Path("eval-reports")
-    """The folder of evaluation reports that the app's Evaluation page lists."""
+    """The folder of evaluation reports that the app's Evaluation page lists (and ``rag-app eval``
+    writes to); unset: ``DATA_DIR/eval-reports``."""
+
+    def resolve_defaults(self, data_dir: Path) -> None:
+        """Put the paths that were not set under ``data_dir``; they stay unset, so they follow it."""
+        for name in ("index", "reports_dir"):
+            if name not in self.model_fields_set:
+                default = type(self).model_fields[name].default
+                object.__setattr__(self, name, data_dir / default)  # not marked as set by the user
 
 
 class Settings(BaseSettings):
@@ -301,6 +318,11 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _paths_under_data_dir(self) -> Settings:
+        self.ui.resolve_defaults(self.data_dir)
+        return self
 
     @classmethod
     def settings_customise_sources(

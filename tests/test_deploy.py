@@ -7,10 +7,11 @@ No Docker engine or cluster runs here, so this is what is checked instead:
 - ``kubernetes-validate --strict`` (JSON schemas of Kubernetes 1.37 bundled in the package):
   every manifest, and a broken copy that must fail;
 - ``yamllint`` on every YAML file;
-- structure and wiring: multi-stage, non-root, health check, models baked; the compose and
-  ConfigMap environments are valid rag-app settings pointing the ``openai`` backend at the vLLM
-  service's port and served model name; selectors, claims and the HPA target resolve; vLLM
-  asks for a GPU node;
+- structure and wiring: multi-stage, non-root, health check, models baked, the install under
+  ``constraints.txt``; compose's default services are the CPU apps with the local generator and
+  wait on nothing of a profile; the ``vllm`` profile's apps and the ConfigMap are valid rag-app
+  settings pointing the ``openai`` backend at the vLLM service's port and served model name;
+  selectors, claims and the HPA target resolve; vLLM asks for a GPU node;
 - the model-baking script the Dockerfile runs, run for real against the packaged models.
 """
 
@@ -103,6 +104,22 @@ def test_dockerfile_is_multi_stage_non_root_with_health_check_and_baked_models()
             assert (ROOT / name).exists(), f"the Dockerfile copies {name}, which is not in the repository"
 
 
+def test_dockerfile_installs_under_the_constraints_file() -> None:
+    """The project install uses constraints.txt (no backtracking); the CPU torch is its torch pin."""
+    (build, _) = _stages((DEPLOY / "Dockerfile").read_text())
+    installs = [i for i in build if i.startswith("RUN pip install") and '".[' in i]
+    assert len(installs) == 1 and " -c constraints.txt " in f" {installs[0]} "
+    copied = [i for i in build if i.startswith("COPY ") and "constraints.txt" in i.split()]
+    assert copied and build.index(copied[0]) < build.index(installs[0])
+    pins = dict(
+        line.split("#")[0].strip().split("==", 1)
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line.split("#")[0]
+    )
+    torch_arg = next(i for i in build if i.startswith("ARG TORCH_VERSION="))
+    assert torch_arg.split("=", 1)[1] == pins["torch"], "TORCH_VERSION is constraints.txt's torch pin"
+
+
 def test_dockerfile_copies_every_package_setuptools_installs() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     include = re.search(r"include = \[(.*?)\]", pyproject)
@@ -161,11 +178,42 @@ def test_yaml_files_pass_yamllint() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_compose_wires_the_apps_to_vllm_on_a_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_compose_default_is_the_cpu_apps_with_the_local_generator(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`docker compose up` on a CPU-only host: api and ui, nothing that waits on a GPU service."""
     monkeypatch.chdir(tmp_path)
     services = _compose()["services"]
-    assert {"api", "ui", "vllm"} <= set(services)
-    api, ui, vllm = services["api"], services["ui"], services["vllm"]
+    default = {name for name, service in services.items() if not service.get("profiles")}
+    assert default == {"api", "ui"}
+    profiled = {name: service["profiles"] for name, service in services.items() if name not in default}
+    assert profiled == {name: ["vllm"] for name in ("api-vllm", "ui-vllm", "models", "vllm")}
+    api, ui = services["api"], services["ui"]
+    assert api["command"] == ["rag-app", "serve"]
+    assert ui["command"][:2] == ["rag-app", "ui"] and "0.0.0.0" in ui["command"]
+    assert "8501" in ui["healthcheck"]["test"][-1] and "_stcore/health" in ui["healthcheck"]["test"][-1]
+    for name in default:
+        service = services[name]
+        assert set(service.get("depends_on", {})) <= default, f"{name} waits on a service of a profile"
+        assert "deploy" not in service, f"{name} reserves a device"
+        env = {k: _interpolate(str(v)) for k, v in service["environment"].items()}
+        assert not any(k.startswith("RAG_APP_GENERATOR__") for k in env), "the packaged generator"
+        settings = _settings_from_env(env, monkeypatch)
+        assert settings.generator.backend == "transformers" and settings.allow_network is False
+        assert settings.ui.index.parent == settings.server.indexes_dir
+    # the two pairs share the data volume and never publish the same host port
+    ports = [p.split(":")[0] for s in services.values() for p in s.get("ports", [])]
+    assert len(ports) == len(set(ports))
+    assert {v for name in ("api", "api-vllm") for v in services[name]["volumes"]} == {"rag-data:/data"}
+
+
+def test_compose_vllm_profile_wires_the_apps_to_vllm_on_a_gpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    services = _compose()["services"]
+    assert {"api-vllm", "ui-vllm", "vllm"} <= set(services)
+    api, ui, vllm = services["api-vllm"], services["ui-vllm"], services["vllm"]
     assert api["command"] == ["rag-app", "serve"]
     assert ui["command"][:2] == ["rag-app", "ui"] and "0.0.0.0" in ui["command"]
     assert api["build"]["dockerfile"] == "deploy/Dockerfile" and (DEPLOY / api["build"]["context"]).is_dir()
@@ -187,6 +235,8 @@ def test_compose_wires_the_apps_to_vllm_on_a_gpu(monkeypatch: pytest.MonkeyPatch
         assert settings.generator.api_key == _vllm_flag(args, "--api-key")
         assert settings.ui.index.parent == settings.server.indexes_dir
         assert "vllm" in service["depends_on"]
+    assert services["models"]["profiles"] == vllm["profiles"] == ["vllm"]
+    assert "models" in vllm["depends_on"]
 
 
 # -- Kubernetes -----------------------------------------------------------------------------------

@@ -64,3 +64,17 @@ def test_example_config_loads() -> None:
     example = Path(__file__).resolve().parents[1] / "rag-app.example.toml"
     settings = Settings.load(example)
     assert settings.embedding.model == "all-MiniLM-L6-v2"
+
+
+def test_ui_paths_default_under_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ui.index and ui.reports_dir, unset, live under data_dir (and follow it), not the working dir."""
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.ui.index == tmp_path / "data" / "indexes" / "default"
+    assert settings.ui.reports_dir == tmp_path / "data" / "eval-reports"
+    settings.data_dir = tmp_path / "elsewhere"
+    assert settings.ui.reports_dir == tmp_path / "elsewhere" / "eval-reports"
+    given = Settings(data_dir=tmp_path / "data", ui={"index": "my-index"})
+    assert given.ui.index == Path("my-index") and given.ui.reports_dir.parent == tmp_path / "data"
+    origins = {key: origin for key, _, origin in settings.explain()}
+    assert origins["ui.index"] == origins["ui.reports_dir"] == "default"

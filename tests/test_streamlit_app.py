@@ -272,6 +272,7 @@ def test_flagged_sentences_and_evaluation_page(app_env: dict[str, Path]) -> None
     at.run()
     at.radio(key="page").set_value("Evaluation").run()
     assert "No evaluation reports yet" in _texts(at) and "ui.reports_dir" in _texts(at)
+    assert str(app_env["reports"].resolve()) in _texts(at)  # where it looked
     app_env["reports"].mkdir()
     report = {
         "retrieval": {"recall@5": 0.9, "mrr": 0.75},
