@@ -24,13 +24,13 @@ import streamlit as st
 from pydantic import ValidationError
 
 from rag_app.answer import Answer, Citation
-from rag_app.embeddings.base import Embedder
 from rag_app.errors import IndexNotFoundError, RagAppError
 from rag_app.feedback import FeedbackStore
 from rag_app.generation import BACKENDS
 from rag_app.generation.base import Generator
 from rag_app.rag import RAG
 from rag_app.settings import Settings
+from rag_app.shared_models import SharedModels
 
 # Builds the generator from the settings; ``main`` takes one to replace the configured backend.
 # (A comment, not a docstring: Streamlit renders bare string literals of the script on the page.)
@@ -51,35 +51,18 @@ _CSS = """
 
 
 # -- heavy objects, built once per process ------------------------------------------------------
-@st.cache_resource(show_spinner="Loading the embedding model…")
-def _embedder(key: str, _settings: Settings) -> Embedder:
-    from rag_app.embeddings import create_embedder
-
-    return create_embedder(_settings)
-
-
-@st.cache_resource(show_spinner="Preparing the generator…")
-def _generator(key: str, _settings: Settings, _factory: GeneratorFactory | None) -> Generator:
-    from rag_app.generation import create_generator
-
-    return _factory(_settings) if _factory is not None else create_generator(_settings)
-
-
 @st.cache_resource(show_spinner=False)
+def _models(factory_name: str, _factory: GeneratorFactory | None) -> SharedModels:
+    """The embedders and generators of this process, shared by every index (one holder per factory)."""
+    return SharedModels(generator_factory=_factory)
+
+
+@st.cache_resource(show_spinner="Preparing the models…")
 def _rag(
     index: str, settings_key: str, factory_name: str, _settings: Settings, _factory: GeneratorFactory | None
 ) -> RAG:
     """One RAG per index and settings; the embedder and generator are shared by every RAG that can."""
-    embedding_key = json.dumps([_settings.embedding.model_dump(mode="json"), str(_settings.cache_dir)])
-    generator_key = json.dumps(
-        [_settings.generator.model_dump(mode="json"), str(_settings.cache_dir), factory_name]
-    )
-    return RAG(
-        index,
-        _settings,
-        embedder=_embedder(embedding_key, _settings),
-        generator=_generator(generator_key, _settings, _factory),
-    )
+    return _models(factory_name, _factory).rag(index, _settings)
 
 
 @st.cache_resource(show_spinner=False)
