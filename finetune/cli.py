@@ -674,3 +674,24 @@ def adapters_merge(ctx: click.Context, name: str, out: Path) -> None:
     from finetune.registry import merge
 
     click.echo(f"wrote {merge(cli_settings(ctx), name, out)}")
+
+
+@adapters_group.command("export")
+@click.argument("name")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder to write."
+)
+@click.option("--max-mb", type=float, default=20.0, show_default=True, help="Refuse larger weights.")
+@click.pass_context
+def adapters_export(ctx: click.Context, name: str, out: Path, max_mb: float) -> None:
+    """A registered adapter as a self-contained folder: bfloat16 LoRA weights, lineage.json (every
+    loop iteration behind it) and data_card.json; point generator.adapter at it anywhere.
+
+    \b
+    Example:
+      rag-app adapters export loop-sft-20261203-1240 --out shipped/my-adapter
+    """
+    from finetune.export import export_adapter
+    from finetune.registry import Registry
+
+    print_json(export_adapter(Registry.from_settings(cli_settings(ctx)), name, out, max_mb=max_mb))

@@ -63,3 +63,20 @@ def test_export_writes_loadable_bf16_weights_lineage_and_card(tmp_path: Path) ->
 
     with pytest.raises(TrainingError, match="over the"):
         export_adapter(registry, "second", tmp_path / "too-big", max_mb=0.0001)
+
+
+def test_adapters_export_command(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from rag_app.cli import cli
+
+    tiny = train_fixtures.build_tiny_llama(tmp_path / "tiny")
+    registry = Registry(tmp_path / "data" / "adapters")
+    registry.register("mine", _adapter(tiny, tmp_path / "adapter"), base_model="tiny", base_hash="h",
+                      method="sft", data_hash="d")  # fmt: skip
+    env = {"RAG_APP_DATA_DIR": str(tmp_path / "data")}
+    result = CliRunner().invoke(cli, ["adapters", "export", "mine", "--out", str(tmp_path / "out")], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["adapter"] == "mine" and (tmp_path / "out" / "lineage.json").is_file()
+    missing = CliRunner().invoke(cli, ["adapters", "export", "nope", "--out", str(tmp_path / "x")], env=env)
+    assert missing.exit_code != 0 and "no adapter named" in missing.output
