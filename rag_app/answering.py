@@ -34,7 +34,7 @@ from rag_app.guard.text import split_sentences
 from rag_app.language import detect_language
 from rag_app.not_found import is_not_found, not_found_sentence, reason
 from rag_app.prompting import Prompt, build_prompt, cited_numbers, strip_citations, verify_messages
-from rag_app.retrieval import Filters, HybridRetriever
+from rag_app.retrieval import Filters, Retriever
 from rag_app.settings import Settings
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class Answerer:
 
     def __init__(
         self,
-        retriever: HybridRetriever,
+        retriever: Retriever,
         generator: Generator,
         guard: Guard | None,
         settings: Settings,

@@ -16,6 +16,7 @@ import click
 
 from rag_app.cli_common import ErrorTranslatingGroup, cli_settings, open_rag, print_json
 from rag_app.errors import RagAppError
+from rag_app.search_options import MAX_K, RETRIEVAL_MODES
 
 if TYPE_CHECKING:
     from rag_app.answer import Answer, Citation
@@ -152,8 +153,8 @@ def ingest(
 @cli.command()
 @click.argument("query")
 @click.option("--index", "index", required=True, type=click.Path(path_type=Path), help="Index folder.")
-@click.option("-k", "k", type=click.IntRange(1, 1000), default=None, help="Number of passages.")
-@click.option("--mode", type=click.Choice(["hybrid", "dense", "bm25"]), default=None)
+@click.option("-k", "k", type=click.IntRange(1, MAX_K), default=None, help="Number of passages.")
+@click.option("--mode", type=click.Choice(RETRIEVAL_MODES), default=None)
 @click.option("--source", default=None, help="Only files whose path matches this glob.")
 @click.option("--format", "formats", multiple=True, help="Only these formats (pdf, html, ...); repeatable.")
 @click.option("--mmr/--no-mmr", default=None, help="Diversify results (maximal marginal relevance).")

@@ -1,17 +1,19 @@
-"""Hybrid retrieval: dense (FAISS) and BM25 candidates, fused, optionally diversified with MMR."""
+"""Retrieval: the :class:`Retriever` protocol and its main backend, :class:`HybridRetriever` (dense
+and BM25 candidates from the store, fused, optionally diversified with MMR)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from rag_app.documents import Hit
 from rag_app.embeddings.base import Embedder
 from rag_app.errors import QueryError
+from rag_app.search_options import RETRIEVAL_MODES
 from rag_app.settings import RetrievalSettings
-from rag_app.store import vectors as vec
 from rag_app.store.index import IndexStore
 
 MAX_QUERY_CHARS = 20_000
@@ -30,6 +32,14 @@ class Filters:
     @property
     def active(self) -> bool:
         return bool(self.source or self.formats)
+
+
+class Retriever(Protocol):
+    """Finds the passages that best answer a query (what :class:`~rag_app.answering.Answerer` needs)."""
+
+    def search(self, query: str, k: int | None = None, *, filters: Filters | None = None) -> list[Hit]:
+        """Top-``k`` hits for ``query``, best first, optionally only from documents ``filters`` keeps."""
+        ...
 
 
 def reciprocal_rank_fusion(ranked: Sequence[Sequence[tuple[int, float]]], k: int = 60) -> dict[int, float]:
@@ -99,21 +109,23 @@ class HybridRetriever:
         s = self.settings
         k = k or s.k
         mode = mode or s.mode
-        if mode not in ("hybrid", "dense", "bm25"):
-            raise QueryError(f"unknown retrieval mode {mode!r}; use hybrid, dense or bm25")
+        if mode not in RETRIEVAL_MODES:
+            raise QueryError(f"unknown retrieval mode {mode!r}; use {', '.join(RETRIEVAL_MODES)}")
         use_mmr = s.mmr if mmr_enabled is None else mmr_enabled
-        allowed = self._allowed_ids(filters)
         n_candidates = max(s.candidates, k * 4 if use_mmr else k)
 
-        dense: list[tuple[int, float]] = []
-        sparse: list[tuple[int, float]] = []
         query_vector = None
         if mode in ("hybrid", "dense") or use_mmr:
             query_vector = self.embedder.embed_query(query)
-        if mode in ("hybrid", "dense"):
-            dense = vec.search(self.store.vectors, query_vector, n_candidates, allowed)  # type: ignore[arg-type]
-        if mode in ("hybrid", "bm25"):
-            sparse = self.store.sparse.search(query[:MAX_QUERY_CHARS], n_candidates, allowed)
+        filters = filters or Filters()
+        found = self.store.retrieve(
+            k=n_candidates,
+            query_vector=query_vector if mode in ("hybrid", "dense") else None,
+            query_text=query[:MAX_QUERY_CHARS] if mode in ("hybrid", "bm25") else None,
+            source=filters.source,
+            formats=filters.formats,
+        )
+        dense, sparse = found.dense, found.sparse
 
         if mode == "dense":
             fused = dict(dense)
@@ -128,11 +140,11 @@ class HybridRetriever:
         if use_mmr and ranked and query_vector is not None:
             pool = ranked[:n_candidates]
             ids = [i for i, _ in pool]
-            vectors = self.store.docstore.vectors_for(ids, self.store.manifest.dimension)
+            vectors = self.store.chunk_vectors(ids)
             order = mmr(query_vector, vectors, np.array([sc for _, sc in pool]), k, s.mmr_lambda)
             ranked = [pool[i] for i in order]
 
-        hits = self.store.docstore.hits(ranked[: k * 3])  # room for duplicates dropped below
+        hits = self.store.hits(ranked[: k * 3])  # room for duplicates dropped below
         per_retriever = {"dense": dict(dense), "bm25": dict(sparse)}
         unique: list[Hit] = []
         seen: set[str] = set()
@@ -148,10 +160,3 @@ class HybridRetriever:
             if len(unique) == k:
                 break
         return unique
-
-    def _allowed_ids(self, filters: Filters | None) -> np.ndarray | None:
-        if filters is None or not filters.active:
-            return None
-        return self.store.docstore.chunk_ids_matching(
-            source_glob=filters.source, formats=filters.formats or None
-        )

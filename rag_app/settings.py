@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from rag_app.errors import ConfigError
+from rag_app.search_options import MAX_K, RetrievalMode
 
 ENV_PREFIX = "RAG_APP_"
 DEFAULT_GENERATOR = "Qwen2.5-Coder-0.5B-Instruct"
@@ -89,8 +90,9 @@ class ChunkingSettings(_Section):
 class IndexSettings(_Section):
     """How the vector index is built."""
 
-    index_type: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
-    """``auto`` picks flat below 50k vectors, HNSW below 1M, IVF above; recorded in the manifest."""
+    index_type: str = "auto"
+    """``auto`` picks flat below 50k vectors, HNSW below 1M, IVF above; or a kind of
+    :data:`rag_app.store.vectors.VECTOR_INDEXES` (``flat``, ``hnsw``, ``ivf``); recorded in the manifest."""
     use_gpu: Literal["auto", "never", "always"] = "auto"
     """Build/search on GPU when faiss was installed with GPU support (the ``gpu`` extra)."""
     max_file_mb: float = Field(100.0, gt=0)
@@ -111,13 +113,22 @@ class IndexSettings(_Section):
     placeholders (``<EMAIL_1>``) before chunks are stored or embedded (``rag-app ingest --redact-pii``;
     needs the ``pii`` extra; see :mod:`indexes.redaction` for what it finds and misses)."""
 
+    @field_validator("index_type")
+    @classmethod
+    def _known_index_type(cls, value: str) -> str:
+        from rag_app.store.vectors import VECTOR_INDEXES  # the one list of index kinds
+
+        if value != "auto" and value not in VECTOR_INDEXES:
+            raise ValueError(f"must be auto or one of {', '.join(VECTOR_INDEXES)}, got {value!r}")
+        return value
+
 
 class RetrievalSettings(_Section):
     """How passages are found for a question."""
 
-    k: int = Field(5, ge=1, le=1000)
+    k: int = Field(5, ge=1, le=MAX_K)
     """Passages returned."""
-    mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    mode: RetrievalMode = "hybrid"
     fusion: Literal["rrf", "weighted"] = "weighted"
     """``rrf``: reciprocal rank fusion; ``weighted``: convex combination of normalised scores."""
     dense_weight: float = Field(0.5, ge=0.0, le=1.0)

@@ -18,6 +18,7 @@ pytest.importorskip("ragas")
 pytest.importorskip("langchain_openai")
 
 from eval.ragas_metrics import (
+    JUDGES,
     RAGAS_LLM_METRIC_NAMES,
     RAGAS_METRIC_NAMES,
     RAGAS_OFFLINE_METRIC_NAMES,
@@ -436,6 +437,21 @@ def test_local_judge_in_process_without_a_server(settings, embedder, guard, no_i
     assert by_id["capital"].metrics["ragas.faithfulness_llm"] == 1.0
     assert by_id["eiffel"].metrics["ragas.faithfulness_llm"] == 0.0
     assert "ragas.context_recall" not in by_id["capital"].metrics
+
+
+@pytest.mark.parametrize("backend", sorted(JUDGES))
+def test_every_judge_backend_starts_with_clean_books_and_closes(settings, backend):
+    """Each entry of ``JUDGES`` (endpoint, in process) gives a ``Judge``: no calls yet, not down."""
+    eval_settings = _eval_settings(
+        settings, judge_base_url=f"http://127.0.0.1:{_free_port()}/v1", judge_model="j"
+    )
+    generator = ScriptedJudge({}, garble_prompt="", garble_on="") if backend == "local" else None
+    judge = JUDGES[backend](eval_settings, generator)  # type: ignore[arg-type]
+    assert (judge.calls, judge.errors, judge.down) == (0, {}, None)
+    assert judge.url == (
+        str(eval_settings.judge_base_url) if backend == "openai" else "local generator judge"
+    )
+    asyncio.run(judge.aclose())
 
 
 def test_scoring_leaves_tiktoken_cache_dir_alone(settings, embedder, guard, monkeypatch):

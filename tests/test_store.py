@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from rag_app.errors import IndexMismatchError, IndexNotFoundError
+from rag_app.settings import IndexSettings
 from rag_app.store import vectors as vec
 from rag_app.store.docstore import Docstore
 from rag_app.store.fsutil import atomic_path, atomic_write_text
@@ -67,31 +69,73 @@ def test_index_type_by_size(n: int, kind: str) -> None:
     assert vec.choose_spec(n).type == kind
 
 
+def _unit_vectors(n: int, dim: int = 32) -> np.ndarray:
+    data = np.random.default_rng(0).normal(size=(n, dim)).astype(np.float32)
+    return data / np.linalg.norm(data, axis=1, keepdims=True)
+
+
 def test_every_index_type_finds_the_nearest_vector(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    data = rng.normal(size=(2000, 32)).astype(np.float32)
-    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    data = _unit_vectors(2000)
     ids = np.arange(100, 2100, dtype=np.int64)
     for requested in ("flat", "hnsw", "ivf"):
         spec = vec.choose_spec(len(data), requested)
         index = vec.build_index(spec, 32, [(ids[:1000], data[:1000]), (ids[1000:], data[1000:])])
         path = tmp_path / f"{requested}.faiss"
-        vec.save_index(index, path)
-        loaded = vec.load_index(path)
-        hits = vec.search(loaded, data[123], 5)
+        index.save(path)
+        loaded = vec.load_index(requested, path)
+        hits = loaded.search(data[123], 5)
         assert hits[0][0] == 223, requested
         assert hits[0][1] == pytest.approx(1.0, abs=1e-4)
         allowed = np.array([500, 900], dtype=np.int64)
-        assert {i for i, _ in vec.search(loaded, data[123], 5, allowed)} <= {500, 900}
+        assert {i for i, _ in loaded.search(data[123], 5, allowed)} <= {500, 900}
+
+
+@pytest.mark.parametrize("kind", sorted(vec.VECTOR_INDEXES))
+def test_vector_index_contract(kind: str, tmp_path: Path) -> None:
+    """Every backend of the mapping: new, add, search (with an id filter), remove, save, load."""
+    cls = vec.VECTOR_INDEXES[kind]
+    data = _unit_vectors(600)
+    ids = np.arange(1000, 1600, dtype=np.int64)
+    spec = vec.IndexSpec(kind, cls.default_params(len(data)))
+    index = cls.new(spec, 32, training=data)
+    assert isinstance(index, vec.VectorIndex) and index.kind == kind
+    assert index.ntotal == 0 and index.search(data[0], 5) == []
+    index.add(ids, data)
+    assert index.ntotal == 600
+    hits = index.search(data[42], 3)
+    assert hits[0][0] == 1042 and hits[0][1] == pytest.approx(1.0, abs=1e-4)
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+    assert index.search(data[42], 0) == [] and index.search(data[42], 5, np.array([], dtype=np.int64)) == []
+    assert {i for i, _ in index.search(data[42], 5, np.array([1007, 1300]))} <= {1007, 1300}
+    assert len(index.search(data[42], 10_000)) <= 600
+
+    index.save(tmp_path / "v.faiss")
+    loaded = cls.load(tmp_path / "v.faiss")
+    assert loaded.ntotal == 600 and loaded.search(data[42], 1)[0][0] == 1042
+    assert loaded.to_device("never") is loaded
+
+    if cls.updatable:
+        loaded.remove(np.array([1042], dtype=np.int64))
+        assert loaded.ntotal == 599 and loaded.search(data[42], 1)[0][0] != 1042
+        loaded.add(np.array([7], dtype=np.int64), data[42:43])
+        assert loaded.search(data[42], 1)[0][0] == 7
+
+
+def test_unknown_index_type_names_the_allowed_ones() -> None:
+    with pytest.raises(ValueError, match="allowed: auto, flat, hnsw, ivf"):
+        vec.choose_spec(10, "annoy")
+    with pytest.raises(ValidationError, match="auto or one of flat, hnsw, ivf"):  # index.index_type
+        IndexSettings(index_type="annoy")
+    assert IndexSettings(index_type="hnsw").index_type == "hnsw"
 
 
 def test_gpu_always_without_gpu_is_a_clear_error() -> None:
     index = vec.new_index(vec.IndexSpec("flat"), 4)
     if vec.gpu_count():
         pytest.skip("a GPU is present")
-    assert vec.to_gpu(index, "auto") is index
+    assert index.to_device("auto") is index
     with pytest.raises(RuntimeError, match=r"`gpu` extra"):
-        vec.to_gpu(index, "always")
+        index.to_device("always")
 
 
 def test_sparse_index_roundtrip_and_mask(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -38,6 +38,7 @@ from rag_app.errors import QueryError
 from rag_app.generation.base import Completion, Generator, Message
 from rag_app.generation.repetition import first_stop, until_stop
 from rag_app.rag import RAG
+from rag_app.search_options import RetrievalMode
 
 RagInput = str | Mapping[str, Any]
 """What :func:`rag_runnable` accepts: the question, or a mapping with a ``"question"`` key."""
@@ -70,7 +71,7 @@ class RagLangChainRetriever(BaseRetriever):
     source: str | None = None
     """A glob over file paths."""
     formats: tuple[str, ...] = ()
-    mode: Literal["hybrid", "dense", "bm25"] | None = None
+    mode: RetrievalMode | None = None
     mmr: bool | None = None
 
     def _get_relevant_documents(

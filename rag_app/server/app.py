@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -36,6 +36,7 @@ from rag_app.embeddings.base import Embedder
 from rag_app.generation.base import Generator
 from rag_app.ingest import source_name
 from rag_app.rag import RAG
+from rag_app.search_options import MAX_K, RetrievalMode
 from rag_app.server import openai_compat as oa
 from rag_app.server.auth import Authenticator, AuthFirstRoute
 from rag_app.server.contract import (
@@ -90,8 +91,8 @@ class SearchRequest(BaseModel):
     index: IndexName | None = Field(
         None, description="Index name (GET /indexes); unset: server.default_index."
     )
-    k: int | None = Field(None, ge=1, le=100)
-    mode: Literal["hybrid", "dense", "bm25"] | None = None
+    k: int | None = Field(None, ge=1, le=MAX_K)
+    mode: RetrievalMode | None = None
     source: str | None = Field(None, description="Only files whose path matches this glob.")
     formats: list[str] = Field(default_factory=list, description="Only these formats (pdf, html, ...).")
     mmr: StrictBool | None = Field(None, description="Diversify the hits (maximal marginal relevance).")
@@ -100,7 +101,7 @@ class SearchRequest(BaseModel):
 class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=8000, pattern=NOT_BLANK)
     index: IndexName | None = None
-    k: int | None = Field(None, ge=1, le=100)
+    k: int | None = Field(None, ge=1, le=MAX_K)
     source: str | None = None
     formats: list[str] = Field(default_factory=list)
 

@@ -26,6 +26,7 @@ from rag_app.answer import Answer
 from rag_app.conversations import StoredMessage, history_messages, retrieval_query
 from rag_app.errors import QueryError
 from rag_app.generation.base import Message
+from rag_app.search_options import MAX_K
 from rag_app.server.runtime import INDEX_NAME
 
 DEFAULT_MODEL = "rag-app"
@@ -78,7 +79,7 @@ class ChatCompletionRequest(BaseModel):
         pattern=INDEX_NAME_PATTERN,
         description="rag-app extra: the index to answer from (overrides model).",
     )
-    k: int | None = Field(None, ge=1, le=100, description="rag-app extra: passages given to the generator.")
+    k: int | None = Field(None, ge=1, le=MAX_K, description="rag-app extra: passages given to the generator.")
 
     def question_and_history(self) -> tuple[str, list[Message], str]:
         """The question, earlier turns as messages, and what to search for (follow-ups joined)."""

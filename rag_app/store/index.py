@@ -8,12 +8,14 @@ import os
 import shutil
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from filelock import FileLock, Timeout
 
+from rag_app.documents import Hit
 from rag_app.errors import IndexLockedError, IndexNotFoundError
 from rag_app.store import vectors as vec
 from rag_app.store.docstore import DOCSTORE_NAME, Docstore
@@ -41,6 +43,16 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """What :meth:`IndexStore.retrieve` found: (chunk id, score) lists, best first."""
+
+    dense: list[tuple[int, float]]
+    """By inner product with the query vector (empty when none was given)."""
+    sparse: list[tuple[int, float]]
+    """By BM25 score of the query text (empty when none was given)."""
+
+
 class IndexStore:
     """Read access to an index folder: docstore, FAISS vectors, BM25, manifest.
 
@@ -55,7 +67,7 @@ class IndexStore:
         self.use_gpu = use_gpu
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._vectors: Any = None
+        self._vectors: vec.VectorIndex | None = None
         self._sparse: SparseIndex | None = None
         self._loaded_generation = -1
         self._manifest_mtime = self._manifest_stamp()
@@ -142,7 +154,7 @@ class IndexStore:
             m = self.manifest
             if m.generation == generation and m.vectors_file and (self.folder / m.vectors_file).is_file():
                 try:
-                    index = vec.load_index(self.folder / m.vectors_file)
+                    index = vec.load_index(m.index_type, self.folder / m.vectors_file)
                     sparse = SparseIndex.load(self.folder / m.bm25_dir)
                 except (OSError, RuntimeError, ValueError) as exc:
                     log.warning("derived index files unreadable (%s); rebuilding from the docstore", exc)
@@ -155,11 +167,11 @@ class IndexStore:
                         generation,
                     )
                 index, sparse = self._rebuild()
-            self._vectors = vec.to_gpu(index, self.use_gpu)
+            self._vectors = index.to_device(self.use_gpu)
             self._sparse = sparse
             self._loaded_generation = generation
 
-    def _rebuild(self) -> tuple[Any, SparseIndex]:
+    def _rebuild(self) -> tuple[vec.VectorIndex, SparseIndex]:
         _, chunks = self.docstore.counts()
         spec = (
             vec.IndexSpec(self.manifest.index_type, self.manifest.index_params)
@@ -171,9 +183,10 @@ class IndexStore:
         return index, SparseIndex.build(self.docstore.iter_texts())
 
     @property
-    def vectors(self) -> Any:
-        """The FAISS index (on GPU when available and allowed)."""
+    def vectors(self) -> vec.VectorIndex:
+        """The vector index (on GPU when available and allowed)."""
         self._ensure_loaded()
+        assert self._vectors is not None
         return self._vectors
 
     @property
@@ -181,6 +194,35 @@ class IndexStore:
         self._ensure_loaded()
         assert self._sparse is not None
         return self._sparse
+
+    def retrieve(
+        self,
+        *,
+        k: int,
+        query_vector: np.ndarray | None = None,
+        query_text: str | None = None,
+        source: str | None = None,
+        formats: Sequence[str] = (),
+    ) -> Candidates:
+        """The top-``k`` chunks by vector (``query_vector``) and by BM25 (``query_text``).
+
+        ``source`` (a glob over source paths, or a substring) and ``formats`` restrict both to
+        some documents.
+        """
+        allowed = None
+        if source or formats:
+            allowed = self.docstore.chunk_ids_matching(source_glob=source, formats=formats or None)
+        dense = self.vectors.search(query_vector, k, allowed) if query_vector is not None else []
+        sparse = self.sparse.search(query_text, k, allowed) if query_text is not None else []
+        return Candidates(dense=dense, sparse=sparse)
+
+    def hits(self, ranked: Sequence[tuple[int, float]]) -> list[Hit]:
+        """The chunks of ``ranked`` (chunk id, score) with their text and citation fields, in order."""
+        return self.docstore.hits(ranked)
+
+    def chunk_vectors(self, chunk_ids: Sequence[int]) -> np.ndarray:
+        """The stored embeddings of ``chunk_ids`` (one row each, in order)."""
+        return self.docstore.vectors_for(chunk_ids, self.manifest.dimension)
 
     def stats(self) -> dict[str, Any]:
         """Counts of what the index serves, sizes, build settings (``index stats``, ``GET /indexes``).
@@ -201,7 +243,7 @@ class IndexStore:
                 formats: dict[str, int] = {row[0]: row[1] for row in rows}
             if generation == served:
                 break
-        ntotal = int(vectors.ntotal)
+        ntotal = vectors.ntotal if vectors is not None else 0
         m = self.manifest
         return {
             "index": str(self.folder),
@@ -342,7 +384,7 @@ class IndexWriter:
         dim = manifest.dimension
         index = self._updated_vectors(manifest, spec, dim)
         vectors_file = f"vectors.{generation}.faiss"
-        vec.save_index(index, store.folder / vectors_file)
+        index.save(store.folder / vectors_file)
         bm25_dir = f"bm25.{generation}"
         tmp_dir = store.folder / f".{bm25_dir}.tmp"
         SparseIndex.build(db.iter_texts()).save(tmp_dir)
@@ -354,30 +396,30 @@ class IndexWriter:
         manifest.bm25_dir = bm25_dir
         manifest.index_type = spec.type
         manifest.index_params = dict(spec.params)
-        manifest.documents, manifest.chunks, manifest.vectors = docs, chunks, int(index.ntotal)
+        manifest.documents, manifest.chunks, manifest.vectors = docs, chunks, index.ntotal
         manifest.updated_at = _now()
         manifest.save(store.folder)
         self._remove_old_files(vectors_file, bm25_dir)
 
-    def _updated_vectors(self, manifest: Manifest, spec: vec.IndexSpec, dim: int) -> Any:
-        # A flat index whose file matches the generation we started from is updated in place;
-        # anything else (another type, stale files) is rebuilt from the docstore.
+    def _updated_vectors(self, manifest: Manifest, spec: vec.IndexSpec, dim: int) -> vec.VectorIndex:
+        # An updatable index (flat) whose file matches the generation we started from is updated
+        # in place; anything else (another type, stale files) is rebuilt from the docstore.
         path = self.store.folder / manifest.vectors_file if manifest.vectors_file else None
         if (
-            spec.type == "flat"
-            and manifest.index_type == "flat"
+            vec.backend(spec.type).updatable
+            and manifest.index_type == spec.type
             and manifest.generation == self.start_generation
             and path is not None
             and path.is_file()
         ):
-            index = vec.load_index(path)
+            index = vec.load_index(spec.type, path)
             if self.removed_ids:
-                index.remove_ids(np.asarray(self.removed_ids, dtype=np.int64))  # type: ignore[arg-type]
+                index.remove(np.asarray(self.removed_ids, dtype=np.int64))
             if self.added_ids:
                 ids = np.asarray(self.added_ids, dtype=np.int64)
                 live = self._db.vectors_for(self.added_ids, dim)  # drop ids replaced again later
                 keep = np.isin(ids, self.removed_ids, invert=True)
-                index.add_with_ids(np.ascontiguousarray(live[keep]), ids[keep])
+                index.add(ids[keep], live[keep])
             return index
         return vec.build_index(spec, dim, self._db.iter_vectors(dim))
 

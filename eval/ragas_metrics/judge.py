@@ -1,6 +1,10 @@
-"""The RAGAS judge: ``ChatOpenAI`` on its own ``httpx`` client in ragas's ``LangchainLLMWrapper``
-(per-request ``n`` and temperature, call counting, a breaker for a dead endpoint) and the callback
-that records why a metric failed; see :mod:`eval.ragas_metrics` for the quirks handled."""
+"""The RAGAS judge: the :class:`Judge` protocol and its two backends, picked from :data:`JUDGES`.
+
+``openai``: ``ChatOpenAI`` on its own ``httpx`` client, for any OpenAI-compatible endpoint
+(``eval.judge_base_url``); ``local``: our generator in process as a LangChain chat model
+(``eval.judge_local``). Both sit in ragas's ``LangchainLLMWrapper`` with per-request ``n`` and
+temperature, call counting and a breaker for a dead endpoint. Also here: the callback that records
+why a metric failed; see :mod:`eval.ragas_metrics` for the quirks handled."""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ import functools
 import threading
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from eval.ragas_offline import _tiktoken_cached, _word_token_ids
+from eval.ragas_metrics.offline import _tiktoken_cached, _word_token_ids
 
 if TYPE_CHECKING:
+    from rag_app.generation.base import Generator
     from rag_app.settings import EvalSettings
 
 JUDGE_BREAKER_AFTER = 3
@@ -23,15 +28,36 @@ class JudgeUnavailable(RuntimeError):
     """The judge failed to answer several calls in a row; later calls fail at once."""
 
 
-def _make_judge(settings: EvalSettings, generator: Any = None) -> Any:
-    """The judge: ``generator`` in process (as a LangChain chat model) when given, else the
-    OpenAI-compatible endpoint of ``settings``."""
-    if generator is not None:
-        from rag_app.integrations.langchain import GeneratorChatModel
+class Judge(Protocol):
+    """The LLM RAGAS's judged metrics call (a ragas ``BaseRagasLLM``), with what the report needs."""
 
-        local = GeneratorChatModel(generator=generator, max_new_tokens=settings.judge_max_new_tokens)
-        name = f"local generator {getattr(generator, 'model_id', '')}"
-        return _call_quietly(_judge_class(), local, settings.judge_timeout_s, name)
+    url: str
+    """Where the judge runs (an endpoint URL, or ``local generator <model id>``), for messages."""
+    calls: int
+    """Completions requested so far."""
+    errors: dict[str, int]
+    """Connection errors and timeouts by description."""
+    down: str | None
+    """Why the judge is taken as down (the breaker tripped), or None."""
+
+    async def agenerate_text(
+        self,
+        prompt: Any,
+        n: int = 1,
+        temperature: float | None = 0.01,
+        stop: list[str] | None = None,
+        callbacks: Any = None,
+    ) -> Any:
+        """``n`` completions of ``prompt`` (ragas's ``LLMResult``)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the judge holds (its HTTP client); called once scoring is done."""
+        ...
+
+
+def _openai_judge(settings: EvalSettings, generator: Generator | None = None) -> Judge:
+    """``ChatOpenAI`` on the OpenAI-compatible endpoint of ``settings`` (``eval.judge_base_url``)."""
     import httpx
     from langchain_openai import ChatOpenAI
 
@@ -51,17 +77,42 @@ def _make_judge(settings: EvalSettings, generator: Any = None) -> Any:
         http_async_client=client,
         **extra,
     )
-    judge = _call_quietly(_judge_class(), chat, settings.judge_timeout_s, str(settings.judge_base_url))
-    judge.http_client = client
+    judge: Judge = _call_quietly(
+        _judge_classes()["openai"], chat, settings.judge_timeout_s, str(settings.judge_base_url), client
+    )
     return judge
 
 
+def _local_judge(settings: EvalSettings, generator: Generator | None = None) -> Judge:
+    """``generator`` in process, as a LangChain chat model (``eval.judge_local``)."""
+    from rag_app.integrations.langchain import GeneratorChatModel
+
+    if generator is None:
+        raise ValueError("the local judge needs a generator")
+    local = GeneratorChatModel(generator=generator, max_new_tokens=settings.judge_max_new_tokens)
+    name = f"local generator {getattr(generator, 'model_id', '')}"
+    judge: Judge = _call_quietly(_judge_classes()["local"], local, settings.judge_timeout_s, name)
+    return judge
+
+
+JUDGES: dict[str, Callable[[EvalSettings, Generator | None], Judge]] = {
+    "openai": _openai_judge,
+    "local": _local_judge,
+}
+"""Judge backend -> its factory: ``openai`` for an endpoint, ``local`` for a generator in process."""
+
+
+def _make_judge(settings: EvalSettings, generator: Generator | None = None) -> Judge:
+    """The judge: ``generator`` in process when given, else the endpoint of ``settings``."""
+    return JUDGES["local" if generator is not None else "openai"](settings, generator)
+
+
 @functools.cache
-def _judge_class() -> type:
+def _judge_classes() -> dict[str, type]:
     import openai
     from ragas.llms.base import LangchainLLMWrapper
 
-    class Judge(LangchainLLMWrapper):
+    class _RagasJudge(LangchainLLMWrapper):
         """ragas's LangChain wrapper with per-request ``n``/temperature, call counting and a breaker."""
 
         def __init__(self, chat: Any, request_timeout: float, url: str) -> None:
@@ -71,7 +122,6 @@ def _judge_class() -> type:
             self.calls = 0
             self.errors: dict[str, int] = {}
             self.down: str | None = None
-            self.http_client: Any = None
             self._failures_in_row = 0
             self._lock = threading.Lock()
             self.set_run_config(self.run_config)
@@ -108,6 +158,9 @@ def _judge_class() -> type:
             result.generations = [[g[0] for g in result.generations]]
             return result
 
+        async def aclose(self) -> None:
+            return None
+
         def _failed(self, error: Exception) -> None:
             with self._lock:
                 what = _describe(error)
@@ -116,7 +169,20 @@ def _judge_class() -> type:
                 if self._failures_in_row >= JUDGE_BREAKER_AFTER and self.down is None:
                     self.down = f"judge unreachable at {self.url}: {what}"
 
-    return Judge
+    class OpenAIJudge(_RagasJudge):
+        """The judge behind an OpenAI-compatible endpoint, on its own ``httpx`` client."""
+
+        def __init__(self, chat: Any, request_timeout: float, url: str, http_client: Any) -> None:
+            super().__init__(chat, request_timeout, url)
+            self.http_client = http_client
+
+        async def aclose(self) -> None:
+            await self.http_client.aclose()
+
+    class LocalJudge(_RagasJudge):
+        """The judge as our generator in process: nothing to close."""
+
+    return {"openai": OpenAIJudge, "local": LocalJudge}
 
 
 def _call_quietly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
