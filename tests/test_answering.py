@@ -25,6 +25,7 @@ from rag_app.guard.verdict import FEATURES, LEXICAL_FEATURES, Logistic, VerdictM
 from rag_app.not_found import NOT_FOUND, is_not_found, not_found_sentence
 from rag_app.prompting import VERIFY_QUESTION, build_prompt, cited_numbers
 from rag_app.rag import RAG
+from rag_app.retrieval import Filters, Retriever
 
 
 class ScriptedGenerator:
@@ -308,6 +309,28 @@ def test_cited_short_answer_with_its_exact_span(small_index: Path, settings, emb
         -0.15
     )
     assert {"retrieval", "generation", "guard", "verifier", "total"} <= set(answer.timings)
+
+
+class FixedRetriever:
+    """A second :class:`~rag_app.retrieval.Retriever`: the passages it was given, whatever the query."""
+
+    def __init__(self, hits: Sequence[Hit]) -> None:
+        self.hits = list(hits)
+
+    def search(self, query: str, k: int | None = None, *, filters: Filters | None = None) -> list[Hit]:
+        return self.hits[: k or None]
+
+
+@pytest.mark.parametrize("kind", ["hybrid", "fixed"])
+def test_the_answerer_takes_any_retriever(small_index: Path, settings, embedder, kind: str) -> None:
+    generator = ScriptedGenerator("The answer is: Paris [1]", p_yes=0.95)
+    answerer = _answerer(small_index, settings, embedder, generator, enabled=True)
+    if kind == "fixed":
+        retriever: Retriever = FixedRetriever(answerer.retriever.search("capital of France"))
+        answerer = Answerer(retriever, generator, answerer.guard, answerer.settings, answerer.verdict)
+    answer = answerer.ask("What is the capital of France?")
+    assert not answer.abstained and answer.text == "Paris [1]"
+    assert [c.source for c in answer.citations if c.cited] == ["/docs/paris.md"]
 
 
 def test_the_verifier_saying_no_withholds_the_answer(small_index: Path, settings, embedder) -> None:
