@@ -470,9 +470,11 @@ def test_the_default_local_judge_is_the_base_model_without_the_reader_adapter(
     from rag_app.rag import RAG
     from rag_app.settings import DEFAULT_GENERATOR, Settings
 
-    defaults = Settings(cache_dir=settings.cache_dir)
-    assert defaults.eval.judge_local and defaults.generator.adapter is None
-    bare = RAG(tmp_path / "index", defaults)
+    defaults = Settings(cache_dir=settings.cache_dir, data_dir=tmp_path / "data")
+    assert defaults.eval.judge_local and defaults.generator.adapter == "auto"
+    plain = defaults.model_copy(deep=True)
+    plain.generator.adapter = "none"
+    bare = RAG(tmp_path / "index", plain)
     assert local_judge(bare) is bare.generator  # no second copy of the model in memory
     with_adapter = defaults.model_copy(deep=True)
     with_adapter.generator.adapter = "packaged"

@@ -286,6 +286,8 @@ async def _evaluate_group(
         scores = evaluation.scores[i]
         for name, metric in metrics.items():
             value = _unit(clean_value(_score_of(scores, metric)))
+            if name == "semantic_similarity" and value is not None and value < 0.0:
+                value = 0.0  # cosine below 0 (unrelated texts; RAGAS does not clip it)
             reason = None
             if value is None:
                 reason = recorder.errors.get((i, metric.name)) or _NAN_REASONS.get(
