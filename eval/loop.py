@@ -197,7 +197,9 @@ def decide(
         return Decision(
             False, f"significantly worse on {', '.join(worse)}; {summary}: kept the current", rows
         )
-    if not (main["significant"] and main["diff"] > 0):
+    if main["significant"] and main["diff"] < 0:
+        return Decision(False, f"significantly worse on {primary}: {summary}; kept the current adapter", rows)
+    if not main["significant"]:
         return Decision(False, f"no significant gain: {summary}; kept the current adapter", rows)
     return Decision(True, f"significant gain: {summary}", rows)
 

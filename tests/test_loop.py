@@ -74,7 +74,9 @@ def test_gate_promotes_a_significant_gain_and_refuses_the_rest() -> None:
     assert decision.promote and "significant gain" in decision.reason
     worse = _results([0.1] * n, [0.3 if i % 3 == 0 else 0.0 for i in range(n)])
     refused = decide(base, worse, "f1", 0.05)
-    assert not refused.promote and "no significant gain" in refused.reason
+    assert not refused.promote and "significantly worse on f1" in refused.reason
+    same = decide(base, _results([0.2] * n, [0.3 if i % 3 == 0 else 0.0 for i in range(n)]), "f1", 0.05)
+    assert not same.promote and "no significant gain" in same.reason
     riskier = _results([0.6 + 0.01 * (i % 5) for i in range(n)], [1.0] * n)  # better F1, far more wrong shown
     risky = decide(base, riskier, "f1", 0.05)
     assert not risky.promote and "wrong_shown" in risky.reason
