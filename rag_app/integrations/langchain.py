@@ -11,7 +11,7 @@ never loads LangChain.
     qa.invoke("how do I install it?")["text"]           # the whole Answer as a dict
     for piece in qa.stream("how do I install it?"):      # text pieces only
         print(piece, end="")
-    rag = RAG("idx", generator=LangChainChatGenerator(ChatOllama(model="llama3.2")))
+    rag = RAG("idx", Settings.load(), generator=LangChainChatGenerator(ChatOllama(model="llama3.2")))
     chat = GeneratorChatModel(generator=rag.generator)  # our generator in any LangChain chain
 """
 

@@ -8,7 +8,7 @@ embedding model and tokenizer defaults reach for OpenAI or download files).
 
     retriever = rag.as_llamaindex_retriever(k=5)        # a BaseRetriever: use it in any engine
     engine = rag.as_llamaindex_query_engine(k=5)        # query() -> Response with source nodes
-    rag = RAG("idx", generator=LlamaIndexLLMGenerator(Ollama(model="llama3.2")))
+    rag = RAG("idx", Settings.load(), generator=LlamaIndexLLMGenerator(Ollama(model="llama3.2")))
 """
 
 from __future__ import annotations
