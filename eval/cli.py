@@ -192,19 +192,13 @@ def eval_run(
 
 def _progress() -> Any:
     """A live line on a terminal; otherwise (a log, CI) a line every tenth of the run."""
-    import time
+    from eval.runner import every_tenth
 
-    started = time.perf_counter()
-    tty = sys.stderr.isatty()
+    if not sys.stderr.isatty():
+        return every_tenth(lambda line: click.echo(line, err=True))
 
     def show(done: int, total: int, question: str) -> None:
-        if tty:
-            click.echo(f"\r[{done}/{total}] {question[:60]:60}", nl=done == total, err=True)
-            return
-        if done == total or done % max(1, total // 10) == 0:
-            elapsed = time.perf_counter() - started
-            left = elapsed / done * (total - done)
-            click.echo(f"[{done}/{total}] {elapsed:.0f} s, about {left / 60:.1f} min left", err=True)
+        click.echo(f"\r[{done}/{total}] {question[:60]:60}", nl=done == total, err=True)
 
     return show
 

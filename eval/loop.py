@@ -383,7 +383,7 @@ def _evaluate(
     say: Callable[[str], None] = _quiet,
 ) -> Any:
     """One eval run of ``adapter`` (None: the base model) over ``data``, answer metrics only."""
-    from eval.runner import RunOptions, run_evaluation
+    from eval.runner import RunOptions, every_tenth, run_evaluation
 
     run_settings = settings.model_copy(deep=True)
     run_settings.generator.adapter = str(adapter) if adapter else "none"
@@ -392,7 +392,7 @@ def _evaluate(
     options = RunOptions(seed=loop.seed, replicates=1, ragas=False, judge=False, perplexity=False, name=name)
     rag = opener(run_settings, loop.index)
     try:
-        return run_evaluation(rag, data, options, store=store, progress=_every_tenth(say))
+        return run_evaluation(rag, data, options, store=store, progress=every_tenth(say, prefix="  "))
     finally:
         rag.close()
 
@@ -498,17 +498,6 @@ def train_candidate(
         settings,
     )  # fmt: skip
     return dpo_name
-
-
-def _every_tenth(say: Callable[[str], None]) -> Callable[[int, int, str], None]:
-    started = time.perf_counter()
-
-    def progress(done: int, total: int, question: str) -> None:
-        if done == total or done % max(1, total // 10) == 0:
-            left = (time.perf_counter() - started) / done * (total - done)
-            say(f"  [{done}/{total}] about {left / 60:.1f} min left")
-
-    return progress
 
 
 def _now() -> str:

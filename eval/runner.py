@@ -60,6 +60,20 @@ Progress = Callable[[int, int, str], None]
 """``(done, total, what)`` after each answer."""
 
 
+def every_tenth(say: Callable[[str], None], prefix: str = "") -> Progress:
+    """A :data:`Progress` that tells ``say`` a line at every tenth of the run and at its end:
+    ``[done/total] N s, about M min left`` (for logs and CI, where a live line cannot redraw)."""
+    started = time.perf_counter()
+
+    def progress(done: int, total: int, what: str) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            elapsed = time.perf_counter() - started
+            left = elapsed / done * (total - done)
+            say(f"{prefix}[{done}/{total}] {elapsed:.0f} s, about {left / 60:.1f} min left")
+
+    return progress
+
+
 @dataclass
 class RunOptions:
     """How to run: how many questions and replicates, which extras, where to write the report."""

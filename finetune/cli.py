@@ -26,6 +26,12 @@ _CONFIG_OPTION = click.option(
     default=None,
     help="Recipe YAML (see finetune/configs/); flags override its values.",
 )
+_CORPUS_OPTION = click.option(
+    "--corpus", multiple=True, type=click.Path(exists=True, path_type=Path), help="Text files/folders."
+)
+_OUT_OPTION = click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir)."
+)
 _SAVE_OPTION = click.option(
     "--save-config",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -51,12 +57,8 @@ def pretrain_group() -> None:
 
 @pretrain_group.command("causal")
 @_CONFIG_OPTION
-@click.option(
-    "--corpus", multiple=True, type=click.Path(exists=True, path_type=Path), help="Text files/folders."
-)
-@click.option(
-    "--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir)."
-)
+@_CORPUS_OPTION
+@_OUT_OPTION
 @click.option("--max-steps", type=int, default=None)
 @click.option("--vocab-size", type=int, default=None)
 @click.option("--layers", type=int, default=None, help="n_layer")
@@ -99,12 +101,8 @@ def pretrain_causal_cmd(
 
 @pretrain_group.command("masked")
 @_CONFIG_OPTION
-@click.option(
-    "--corpus", multiple=True, type=click.Path(exists=True, path_type=Path), help="Text files/folders."
-)
-@click.option(
-    "--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir)."
-)
+@_CORPUS_OPTION
+@_OUT_OPTION
 @click.option("--max-steps", type=int, default=None)
 @click.option("--nsp/--no-nsp", default=None, help="Also train next-sentence prediction.")
 @_SAVE_OPTION
@@ -138,9 +136,7 @@ def pretrain_masked_cmd(
 @click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--model", default=None, help="Base model (default: the packaged generator).")
 @click.option("--method", type=click.Choice(["lora", "full"]), default=None)
-@click.option(
-    "--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir)."
-)
+@_OUT_OPTION
 @click.option("--max-steps", type=int, default=None)
 @_SAVE_OPTION
 @click.pass_context
@@ -269,9 +265,7 @@ def finetune_data(
     default=None,
     help="Folder written by `rag-app finetune data` (train.jsonl, validation.jsonl).",
 )
-@click.option(
-    "--out", type=click.Path(path_type=Path), default=None, help="Output folder (train.output_dir)."
-)
+@_OUT_OPTION
 @click.option("--max-steps", type=int, default=None)
 @click.option("--max-minutes", type=float, default=None, help="Stop training after this many minutes.")
 @click.option("--batch-size", type=int, default=None)
