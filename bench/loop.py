@@ -107,6 +107,10 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=80, help="Pool questions answered per iteration.")
     parser.add_argument("--select", type=int, default=60, help="Failures kept for training.")
     parser.add_argument(
+        "--calibrate", type=int, default=48,
+        help="Other pool questions the candidate answers to fit its own verdict (0: lexical verdict).",
+    )  # fmt: skip
+    parser.add_argument(
         "--budget-minutes", default="16", help="Each iteration's training minutes, comma-separated."
     )
     parser.add_argument(
@@ -143,7 +147,7 @@ def main() -> None:
     index.close()
     loop = LoopSettings(
         index=WORK_DIR / "squad-removed-0-index", dataset=str(pool_path), frozen_dataset=str(frozen_path),
-        eval_limit=None, pool_limit=args.pool, select_n=args.select,
+        eval_limit=None, pool_limit=args.pool, select_n=args.select, calibration_limit=args.calibrate,
         lora_rank=args.lora_rank, top_layers=args.top_layers,
         threads=args.threads, halueval=HALUEVAL, halueval_pairs=(0, 4999),
     )  # fmt: skip

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rag_app.guard.verdict import FEATURES, LEXICAL_FEATURES, Logistic, VerdictModel
@@ -146,3 +147,64 @@ def fit_verdict(rows: Sequence[Row], info: dict[str, Any]) -> VerdictModel:
         },
     }
     return model
+
+
+def answer_rows(rag: Any, samples: Sequence[Any], say: Any = None) -> list[Row]:
+    """One :class:`Row` per question ``rag`` answered (with ``guard.on_unsupported = "pass"``, so
+    nothing is withheld and every answer carries its verdict features); abstentions are skipped."""
+    from rag_app.answer_match import best_over_truths, contains_truth, token_f1
+    from rag_app.prompting import strip_citations
+
+    rows = []
+    for i, sample in enumerate(samples, 1):
+        answer = rag.ask(sample.question)
+        features = answer.grounding.features if answer.grounding is not None else None
+        if features and not answer.abstained:
+            clean = strip_citations(answer.text)
+            truths = list(sample.answers)
+            f1 = best_over_truths(token_f1, clean, truths)
+            rows.append(Row(dict(features), f1, bool(truths), contains_truth(clean, truths)))
+        if say is not None and (i == len(samples) or i % max(1, len(samples) // 10) == 0):
+            say(f"  [{i}/{len(samples)}] calibration answers")
+    return rows
+
+
+def fit_adapter_verdict(
+    open_rag: Any, settings: Any, adapter: Path, samples: Sequence[Any], say: Any = None
+) -> dict[str, Any]:
+    """Fit ``adapter``'s own verdict on its answers to ``samples`` and save it in the adapter's
+    folder (:data:`rag_app.generation.VERDICT_FILE`), where the answerer finds it.
+
+    The verifier's P(Yes) and the token log-probabilities are calibrated per model: the packaged
+    verdict, fitted on the bare model, does not apply to an adapter, which then gets the lexical
+    model only (and withholds right answers it cannot check). ``open_rag(settings, index)`` opens
+    the app. While the adapter answers, its folder holds the packaged verdict marked provisional
+    (so the answerer computes the verifier and log-probabilities); a fit that cannot be made
+    removes it again. Returns what was fitted (or why not)."""
+    from rag_app.generation import VERDICT_FILE
+    from rag_app.guard.verdict import DEFAULT_MODEL, VerdictModel
+
+    path = adapter / VERDICT_FILE
+    run_settings = settings.model_copy(deep=True)
+    run_settings.generator.adapter = str(adapter)
+    run_settings.guard.on_unsupported = "pass"
+    run_settings.guard.verdict_path = None
+    rag = open_rag(run_settings)
+    try:
+        ids = {"generator": rag.generator.model_id, "adapter": rag.generator.adapter_id}
+        provisional = VerdictModel.load(DEFAULT_MODEL)
+        provisional.info = {**ids, "provisional": True}
+        provisional.save(path)
+        rows = answer_rows(rag, samples, say)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        rag.close()
+    try:
+        model = fit_verdict(rows, {**ids, "fitted_on": f"{len(samples)} training-pool questions"})
+    except ValueError as exc:
+        path.unlink(missing_ok=True)
+        return {"fitted": False, "reason": str(exc), "rows": len(rows)}
+    model.save(path)
+    return {"fitted": True, "path": str(path), "threshold": model.threshold, **model.info}

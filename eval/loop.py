@@ -10,7 +10,9 @@ One iteration (:func:`run_iteration`), top to bottom:
    questions without a known right answer go to the labelling queue (:mod:`eval.labelling`);
 4. build grounded SFT rows and preference pairs from the labelled failures;
 5. train the candidate: SFT, then DPO on top of it (``method: sft-dpo``, the default) or SFT only,
-   within the budget;
+   within the budget; then fit the candidate's own verdict on its answers to other pool questions
+   (its verifier and confidence are calibrated per model: the packaged verdict is the bare
+   model's), saved in its folder;
 6. evaluate the candidate on the same frozen split with the same seed;
 7. **promote only when** the paired test (``eval compare``'s :func:`eval.stats.compare_runs`)
    shows a significant gain on the primary metric and no significant regression on wrong answers
@@ -72,6 +74,10 @@ class LoopSettings(BaseModel):
     """Training-pool questions answered to find failures."""
     select_n: int = Field(60, ge=1)
     """Failures kept for training."""
+    calibration_limit: int | None = Field(48, ge=0)
+    """Pool questions, neither answered for selection nor trained on, that the candidate answers
+    to fit its own verdict (:func:`eval.calibrate.fit_adapter_verdict`) before the frozen
+    evaluation; 0: none (the candidate gets the lexical verdict)."""
     replay: bool = True
     """Train on the failures of earlier iterations too (their files, where they still exist), so a
     new candidate does not forget what the promoted one learnt."""
@@ -263,8 +269,9 @@ def _iteration(
         frozen_ids, pool_ids = split_ids(list(by_id), loop.eval_share, loop.seed)
         frozen = EvalDataset(dataset.name, [by_id[i] for i in frozen_ids], dataset.documents, dataset.origin)
     frozen = frozen.head(loop.eval_limit, loop.seed)
-    pool = EvalDataset(dataset.name, [by_id[i] for i in pool_ids], dataset.documents, dataset.origin)
-    pool = pool.head(loop.pool_limit, loop.seed)
+    pool_all = EvalDataset(dataset.name, [by_id[i] for i in pool_ids], dataset.documents, dataset.origin)
+    draw = loop.seed + len(registry.iterations())  # each iteration answers another draw of the pool
+    pool = pool_all.head(loop.pool_limit, draw)
     if len(frozen.samples) < 2 or not pool.samples:
         raise ConfigError(
             f"{loop.dataset}: {len(frozen.samples)} frozen and {len(pool.samples)} pool questions; "
@@ -310,6 +317,13 @@ def _iteration(
         replayed = _replay(registry.iterations(), work / "failures.jsonl") if loop.replay else []
         selection["replayed_from"] = replayed
         sft_dir, pairs_dir, data_hashes = _training_data(work, loop)
+        trained_on = _ids(work / "failures.jsonl") | {s.id for s in pool.samples}
+        calibration = EvalDataset(
+            dataset.name,
+            [s for s in pool_all.samples if s.id not in trained_on],
+            dataset.documents,
+            dataset.origin,
+        ).head(loop.calibration_limit or 0, draw + 1)
         stage["select_and_data_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -320,8 +334,12 @@ def _iteration(
         name = train(sft_dir, pairs_dir, parent.name if parent else None, settings, loop)
         stage["train_s"] = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
         candidate = registry.require(name)
+        t0 = time.perf_counter()
+        verdict = _calibrate(opener, settings, loop, Path(candidate.path), calibration.samples, say)
+        stage["calibrate_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
         say(f"evaluating the candidate {name} on the same frozen questions")
         cand_run = _evaluate(opener, settings, loop, candidate.path, frozen, store, "loop-candidate", say)
         stage["evaluate_candidate_s"] = time.perf_counter() - t0
@@ -348,6 +366,7 @@ def _iteration(
         "data_hashes": data_hashes,
         "runs": {"base": base_run.id, "pool": pool_run.id, "candidate": cand_run.id},
         "base_run_reused": earlier is not None,
+        "candidate_verdict": verdict,
         "promoted": decision.promote,
         "reason": decision.reason,
         "evidence": decision.evidence,
@@ -395,6 +414,45 @@ def _evaluate(
         return run_evaluation(rag, data, options, store=store, progress=every_tenth(say, prefix="  "))
     finally:
         rag.close()
+
+
+def _calibrate(
+    opener: OpenRag,
+    settings: Any,
+    loop: LoopSettings,
+    adapter: Path,
+    samples: Sequence[Any],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Fit the candidate's own verdict on ``samples`` (none: it keeps the lexical verdict)."""
+    if not samples:
+        return {"fitted": False, "reason": "no pool questions left to calibrate on (calibration_limit 0?)"}
+    from eval.calibrate import fit_adapter_verdict
+
+    say(f"fitting the candidate's verdict on {len(samples)} other pool questions")
+    run_settings = settings.model_copy(deep=True)
+    if loop.threads:
+        run_settings.generator.threads = loop.threads
+    result = fit_adapter_verdict(lambda s: opener(s, loop.index), run_settings, adapter, samples, say)
+    if result["fitted"]:
+        say(
+            f"  verdict fitted on {result['rows']} answers: AUROC {result['fit_auroc']}, "
+            f"threshold {result['threshold']}"
+        )
+    else:
+        say(f"  no verdict fitted ({result['reason']}): the candidate gets the lexical one")
+    return result
+
+
+def _ids(path: Path) -> set[str]:
+    """The ``id`` of every row of a JSONL file (none when it is missing)."""
+    if not path.is_file():
+        return set()
+    return {
+        str(json.loads(line).get("id"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    }
 
 
 def _earlier_run(

@@ -4,7 +4,8 @@ What ships in ``rag_app/adapters/<name>`` (the retraining loop's promoted adapte
 copies to another machine: the PEFT files (LoRA weights stored as bfloat16, so a rank-16 adapter
 stays a few MB), ``lineage.json`` (the registry record and every loop iteration that led to it:
 parent, data hashes, eval run ids, the decision and its paired evidence) and ``data_card.json``
-(the cards of the SFT rows and preference pairs it was trained on).
+(the cards of the SFT rows and preference pairs it was trained on), and the adapter's own verdict
+model when the loop fitted one (``verdict-model.json``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,21 @@ def _cards(iteration: dict[str, Any]) -> dict[str, Any]:
     return cards
 
 
+def _copy_verdict(source: Path, out: Path) -> None:
+    """The adapter's own verdict (fitted by the loop), re-addressed to the exported folder's name
+    (the adapter id the generator reports); a provisional one is not exported."""
+    from rag_app.generation import VERDICT_FILE
+    from rag_app.guard.verdict import VerdictModel
+
+    if not (source / VERDICT_FILE).is_file():
+        return
+    model = VerdictModel.load(source / VERDICT_FILE)
+    if model.info.get("provisional"):
+        return
+    model.info = {**model.info, "adapter": out.name, "exported_from": model.info.get("adapter")}
+    model.save(out / VERDICT_FILE)
+
+
 def export_adapter(registry: Registry, name: str, out: Path, *, max_mb: float = 20.0) -> dict[str, Any]:
     """Write ``name``'s folder to ``out`` (replaced); returns a summary. Refuses an adapter whose
     weights stay over ``max_mb`` in bfloat16."""
@@ -68,6 +84,7 @@ def export_adapter(registry: Registry, name: str, out: Path, *, max_mb: float = 
     out.mkdir(parents=True)
     shutil.copy2(source / "adapter_config.json", out / "adapter_config.json")
     save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt"})
+    _copy_verdict(source, out)
     chain = lineage(registry, name)
     entry = record.to_dict()
     entry.pop("path", None)

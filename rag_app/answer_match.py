@@ -44,3 +44,10 @@ def token_f1(prediction: str, truth: str) -> float:
 def best_over_truths(metric: Callable[[str, str], float], prediction: str, truths: Sequence[str]) -> float:
     """The best score of ``prediction`` against any of the gold answers (as SQuAD scores)."""
     return max((metric(prediction, t) for t in truths), default=0.0)
+
+
+def contains_truth(prediction: str, truths: Sequence[str]) -> bool:
+    """True when a gold answer, normalised, is inside the normalised prediction (a sentence
+    answer that holds the gold span is right for a reader even when its F1 is low)."""
+    clean = normalize_answer(prediction)
+    return any(normalize_answer(t) and normalize_answer(t) in clean for t in truths)

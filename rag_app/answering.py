@@ -90,11 +90,15 @@ class Answerer:
 
     @property
     def verdict(self) -> VerdictModel:
-        """The model that turns guard, verifier and confidence into P(right) (loaded on first use)."""
+        """The model that turns guard, verifier and confidence into P(right) (loaded on first use):
+        ``guard.verdict_path``, else the adapter's own (fitted on its answers by the retraining
+        loop), else the packaged one."""
         if self._verdict is None:
+            from rag_app.generation import adapter_verdict
             from rag_app.guard.verdict import DEFAULT_MODEL, VerdictModel
 
-            self._verdict = VerdictModel.load(self.settings.guard.verdict_path or DEFAULT_MODEL)
+            path = self.settings.guard.verdict_path or adapter_verdict(self.settings) or DEFAULT_MODEL
+            self._verdict = VerdictModel.load(path)
         return self._verdict
 
     def ask(

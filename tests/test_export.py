@@ -36,6 +36,11 @@ def test_export_writes_loadable_bf16_weights_lineage_and_card(tmp_path: Path) ->
 
     tiny = train_fixtures.build_tiny_llama(tmp_path / "tiny")
     adapter = _adapter(tiny, tmp_path / "adapter")
+    from rag_app.guard.verdict import DEFAULT_MODEL, VerdictModel
+
+    own = VerdictModel.load(DEFAULT_MODEL)  # the verdict the loop fitted for this adapter
+    own.info = {"generator": "tiny", "adapter": adapter.name}
+    own.save(adapter / "verdict-model.json")
     registry = Registry(tmp_path / "registry")
     for name in ("first", "second"):
         registry.register(name, adapter, base_model="tiny", base_hash="h", method="sft", data_hash="d")
@@ -58,6 +63,8 @@ def test_export_writes_loadable_bf16_weights_lineage_and_card(tmp_path: Path) ->
     assert "path" not in lineage["adapter"]  # no absolute path of this machine ships
     card = json.loads((out / "data_card.json").read_text(encoding="utf-8"))
     assert card["iterations"][1]["sft_rows"] == {"rows": {"train": 42}}
+    shipped = VerdictModel.load(out / "verdict-model.json")  # re-addressed to the shipped folder's name
+    assert shipped.applies_to("tiny", "out") and shipped.info["exported_from"] == "adapter"
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), str(out))
     assert model.peft_config["default"].r == 4
 

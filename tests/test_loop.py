@@ -158,7 +158,7 @@ def test_iteration_end_to_end_records_lineage_and_decision(world: tuple[Settings
         queue.add([Candidate("x", "Who owns the clinic?", 1.0, [], DOCS["/docs/doctor.md"], "d", None, "?")],
                   index_dir=str(loop.index))  # fmt: skip
         queue.label(1, "Priya Sharma")
-    record = run_iteration(settings, loop)
+    record = run_iteration(settings, loop.model_copy(update={"pool_limit": 4}))
     assert record["pool"]["selected"]["labelled_by_people"] == 1
     failures = (Path(record["work_dir"]) / "failures.jsonl").read_text(encoding="utf-8")
     assert "Who owns the clinic?" in failures and "Priya Sharma" in failures
@@ -168,7 +168,12 @@ def test_iteration_end_to_end_records_lineage_and_decision(world: tuple[Settings
     assert record["parent"] is None and set(record["runs"]) == {"base", "pool", "candidate"}
     assert set(record["data_hashes"]) == {"failures", "sft", "pairs"}
     assert record["frozen_split"]["questions"] >= 2 and record["pool"]["selected"]["labelled"] >= 1
-    assert {"evaluate_current_s", "train_s", "evaluate_candidate_s"} <= set(record["stages"])
+    assert {"evaluate_current_s", "train_s", "calibrate_s", "evaluate_candidate_s"} <= set(record["stages"])
+    # the candidate answered the pool questions it was not trained on, through the real app; a random
+    # model has no right answer among them, so no verdict is fitted and none is left in its folder
+    verdict = record["candidate_verdict"]
+    assert verdict["fitted"] is False and "both right and wrong" in verdict["reason"]
+    assert not (Path(candidate.path) / "verdict-model.json").exists()
     # a random tiny model gains nothing significant: nothing is promoted, and the record says why
     assert not record["promoted"] and registry.promoted() is None and "kept" in record["reason"]
     (stored,) = registry.iterations()
@@ -290,3 +295,78 @@ def test_triggers_fire_on_feedback_documents_and_time() -> None:
     )
     assert due(quiet, None, triggers) == "no iteration has run yet"
     assert last_snapshot([{"snapshot": last}, {"snapshot": quiet}]) == quiet
+
+
+# -- the candidate's own verdict -----------------------------------------------------------------
+class _Answers:
+    """A RAG stand-in whose answers carry verdict features: right ones with a confident verifier."""
+
+    def __init__(self, adapter: Path) -> None:
+        from types import SimpleNamespace
+
+        self.generator = SimpleNamespace(model_id="tiny", adapter_id=adapter.name)
+        self.adapter = adapter
+        self.provisional_seen = False
+        self.closed = False
+
+    def ask(self, question: str) -> Any:
+        from types import SimpleNamespace
+
+        from rag_app.guard.verdict import VerdictModel
+
+        held = VerdictModel.load(self.adapter / "verdict-model.json")
+        self.provisional_seen = held.info == {
+            "generator": "tiny",
+            "adapter": self.adapter.name,
+            "provisional": True,
+        }
+        right = question.endswith("right")
+        features = {
+            "lexical": 0.9,
+            "verifier": 0.95 if right else 0.1,
+            "mean_logprob": -0.2 if right else -2.5,
+            "min_logprob": -1.0 if right else -6.0,
+            "span": 1.0 if right else 0.0,
+            **{"question_cover": 0.6, "cites_best": 1.0, "retrieval": 0.5, "answer_words": 0.1},
+        }
+        grounding = SimpleNamespace(features=features)
+        return SimpleNamespace(
+            text="Priya Sharma [1]" if right else "1998 [1]", abstained=False, grounding=grounding
+        )
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_candidate_gets_its_own_verdict_fitted_on_its_answers(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from eval.calibrate import fit_adapter_verdict
+    from rag_app.answering import Answerer
+    from rag_app.guard.verdict import DEFAULT_MODEL, VerdictModel
+
+    adapter = tmp_path / "loop-sft-1"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")
+    samples = [SimpleNamespace(question=f"q{i} {'right' if i % 2 else 'wrong'}", answers=["Priya Sharma"])
+               for i in range(12)]  # fmt: skip
+    fake = _Answers(adapter)
+    result = fit_adapter_verdict(lambda s: fake, Settings(), adapter, samples)
+    assert fake.provisional_seen and fake.closed  # it answered under the provisional verdict
+    assert result["fitted"] and result["rows"] == 12 and result["right"] == 6 and result["fit_auroc"] == 1.0
+    fitted = VerdictModel.load(adapter / "verdict-model.json")
+    assert fitted.applies_to("tiny", "loop-sft-1") and "provisional" not in fitted.info
+    # the answerer of that adapter loads it; guard.verdict_path still overrides it
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.generator.adapter = str(adapter)
+    assert Answerer(None, None, None, settings).verdict.info == fitted.info  # type: ignore[arg-type]
+    settings.guard.verdict_path = DEFAULT_MODEL
+    assert Answerer(None, None, None, settings).verdict.info != fitted.info  # type: ignore[arg-type]
+    bare = Settings(data_dir=tmp_path / "data")
+    bare.generator.adapter = "none"
+    assert Answerer(None, None, None, bare).verdict.info != fitted.info  # type: ignore[arg-type]
+
+    wrong_only = [SimpleNamespace(question=f"q{i} wrong", answers=["Priya Sharma"]) for i in range(4)]
+    result = fit_adapter_verdict(lambda s: _Answers(adapter), Settings(), adapter, wrong_only)
+    assert not result["fitted"] and "both right and wrong" in result["reason"]
+    assert not (adapter / "verdict-model.json").exists()  # the provisional one is not left behind

@@ -23,6 +23,7 @@ __all__ = [
     "Generator",
     "Message",
     "adapter_folder",
+    "adapter_verdict",
     "create_generator",
     "default_adapter",
     "packaged_adapter",
@@ -129,6 +130,19 @@ def adapter_folder(settings: Settings) -> Path | None:
         f"generator.adapter: {folder} is neither a LoRA adapter folder (no adapter_config.json) nor "
         "a registered adapter; set it to an adapter folder, a registered name, 'promoted', 'auto' or 'none'"
     )
+
+
+VERDICT_FILE = "verdict-model.json"
+"""An adapter folder's own verdict model (:mod:`rag_app.guard.verdict`), fitted on that adapter's
+answers (its verifier and confidence are calibrated per model)."""
+
+
+def adapter_verdict(settings: Settings) -> Path | None:
+    """The verdict model shipped in the folder of the adapter ``generator.adapter`` names, or ``None``."""
+    folder = adapter_folder(settings)
+    if folder is None or not (folder / VERDICT_FILE).is_file():
+        return None
+    return folder / VERDICT_FILE
 
 
 def promoted_adapter(settings: Settings) -> Path:
