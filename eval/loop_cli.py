@@ -37,6 +37,13 @@ def loop_group() -> None:
 @click.option(
     "--select", "select_n", type=click.IntRange(1), default=None, help="Failures kept for training."
 )
+@click.option(
+    "--calibrate",
+    "calibration_limit",
+    type=click.IntRange(0),
+    default=None,
+    help="Other pool questions the candidate answers to fit its own verdict (0: the lexical one).",
+)
 @click.option("--threads", type=click.IntRange(1), default=None)
 @click.option("--track/--no-track", default=None, help="Log the iteration to MLflow (rag-app[track]).")
 @click.option("--tracking-uri", default=None, help="An MLflow server (default: <data_dir>/mlruns).")

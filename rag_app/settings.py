@@ -91,8 +91,28 @@ class IndexSettings(_Section):
     """How the vector index is built."""
 
     index_type: str = "auto"
-    """``auto`` picks flat below 50k vectors, HNSW below 1M, IVF above; or a kind of
-    :data:`rag_app.store.vectors.VECTOR_INDEXES` (``flat``, ``hnsw``, ``ivf``); recorded in the manifest."""
+    """``auto`` picks flat below 50k vectors, HNSW below 1M, IVF-PQ (with ``refine``) above; or a kind
+    of :data:`rag_app.store.vectors.VECTOR_INDEXES` (``flat``, ``hnsw``, ``ivf``, ``ivfpq``,
+    ``opq-ivfpq``); recorded in the manifest with the parameters below."""
+    nlist: int = Field(0, ge=0)
+    """IVF kinds: inverted lists; 0 picks about 4 sqrt(vectors), a power of two (1M: 4,096)."""
+    nprobe: int = Field(0, ge=0)
+    """IVF kinds: lists searched per query (more: better recall, slower); 0 picks nlist/32, at
+    least 16 for PQ. Applied to every search, so it can be changed without rebuilding."""
+    pq_m: int = Field(0, ge=0)
+    """PQ kinds: sub-quantizers, the bytes per vector with 8-bit codes; must divide the embedding
+    dimension; 0 picks dimension/8 (384 dims: 48 bytes, 1/32 of float32)."""
+    pq_nbits: int = Field(8, ge=1, le=16)
+    """PQ kinds: bits per sub-quantizer code; training needs at least 2^pq_nbits vectors."""
+    train_size: int = Field(0, ge=0)
+    """PQ kinds: vectors the quantizers are trained on (the oldest chunks); 0 picks 40 x nlist, at
+    least 65,536 (or every vector when there are fewer)."""
+    refine: int = Field(4, ge=0)
+    """PQ kinds: re-score the best ``refine`` x k PQ candidates exactly against the float vectors
+    kept in the docstore, so scores are true cosines; 0 returns PQ scores (less recall)."""
+    retrain_factor: float = Field(4.0, ge=0)
+    """PQ kinds: new vectors are encoded with the existing quantizers until the index holds this
+    many times the vectors it was built for; the next write then retrains it (0: never)."""
     use_gpu: Literal["auto", "never", "always"] = "auto"
     """Build/search on GPU when faiss was installed with GPU support (the ``gpu`` extra)."""
     max_file_mb: float = Field(100.0, gt=0)
@@ -121,6 +141,13 @@ class IndexSettings(_Section):
         if value != "auto" and value not in VECTOR_INDEXES:
             raise ValueError(f"must be auto or one of {', '.join(VECTOR_INDEXES)}, got {value!r}")
         return value
+
+    def vector_params(self) -> dict[str, Any]:
+        """The vector-index parameters set here, for :func:`rag_app.store.vectors.choose_spec`
+        (those left at 0, "pick for the index size", are omitted)."""
+        sized = {"nlist": self.nlist, "nprobe": self.nprobe, "pq_m": self.pq_m, "train_size": self.train_size}
+        fixed = {"pq_nbits": self.pq_nbits, "refine": self.refine, "retrain_factor": self.retrain_factor}
+        return {key: value for key, value in sized.items() if value} | fixed
 
 
 class RetrievalSettings(_Section):
@@ -198,7 +225,8 @@ class GuardSettings(_Section):
     pass over the KV cache it already has); off, or for a generator the verdict was not fitted on:
     the verdict's lexical model decides (guard support, copied span, question words around it)."""
     verdict_path: Path | None = None
-    """The model that combines guard, verifier and confidence; unset uses the packaged one."""
+    """The model that combines guard, verifier and confidence; unset: the adapter's own
+    (``verdict-model.json`` in its folder, fitted by the retraining loop), else the packaged one."""
     min_grounding: float | None = Field(None, ge=0.0, le=1.0)
     """Withhold an answer whose grounding score is below this; unset: the verdict model's
     threshold, calibrated on SQuAD dev articles 1-16."""
