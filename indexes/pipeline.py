@@ -86,7 +86,7 @@ def ingest(
     report.files_seen = len(found.files)
 
     store = _open_or_create(index_dir, settings, embedder)
-    with store.writer(settings.index.index_type, wait=_wait(settings, wait)) as writer:
+    with store.writer(settings.index, wait=_wait(settings, wait)) as writer:
         candidates = _file_candidates(found.files, report, LoadLimits.from_settings(settings))
         _ingest(
             candidates,
@@ -146,7 +146,7 @@ def ingest_documents(
         for doc in docs
     ]
     store = _open_or_create(index_dir, settings, embedder)
-    with store.writer(settings.index.index_type, wait=_wait(settings, wait)) as writer:
+    with store.writer(settings.index, wait=_wait(settings, wait)) as writer:
         _ingest(
             candidates,
             writer,

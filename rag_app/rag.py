@@ -84,7 +84,9 @@ class RAG:
                     f"no index at {self.index_dir}; "
                     f"create one with `rag-app ingest PATH --index {self.index_dir}`"
                 )
-            store = IndexStore.open(self.index_dir, self.settings.index.use_gpu)
+            store = IndexStore.open(
+                self.index_dir, self.settings.index.use_gpu, nprobe=self.settings.index.nprobe
+            )
             store.manifest.check_compatible(embedder_model_name(self.embedder), self.embedder.dimension)
             self._store = store
         return self._store
@@ -315,7 +317,7 @@ class RAG:
         ``wait`` as in :meth:`ingest`.
         """
         wait = self.settings.index.lock_wait_s if wait is None else wait
-        with self.store.writer(self.settings.index.index_type, wait=wait) as writer:
+        with self.store.writer(self.settings.index, wait=wait) as writer:
             known = writer.sources()
             missing = [s for s in sources if s not in known]
             if missing:

@@ -10,17 +10,21 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from filelock import FileLock, Timeout
 
 from rag_app.documents import Hit
-from rag_app.errors import IndexLockedError, IndexNotFoundError
+from rag_app.errors import IndexLockedError, IndexMismatchError, IndexNotFoundError
+from rag_app.store import milvus
 from rag_app.store import vectors as vec
 from rag_app.store.docstore import DOCSTORE_NAME, Docstore
 from rag_app.store.manifest import MANIFEST_NAME, Manifest
 from rag_app.store.sparse import SparseIndex
+
+if TYPE_CHECKING:
+    from rag_app.settings import IndexSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +65,12 @@ class IndexStore:
     rebuilt from the docstore in memory.
     """
 
-    def __init__(self, folder: Path, manifest: Manifest, use_gpu: str = "auto") -> None:
+    def __init__(self, folder: Path, manifest: Manifest, use_gpu: str = "auto", nprobe: int = 0) -> None:
         self.folder = folder
         self.manifest = manifest
         self.use_gpu = use_gpu
+        self.nprobe = nprobe
+        """IVF kinds: lists searched per query, over the manifest's (``index.nprobe``; 0 keeps it)."""
         self._local = threading.local()
         self._lock = threading.Lock()
         self._vectors: vec.VectorIndex | None = None
@@ -78,14 +84,14 @@ class IndexStore:
         return (Path(folder) / MANIFEST_NAME).is_file()
 
     @classmethod
-    def open(cls, folder: str | Path, use_gpu: str = "auto") -> IndexStore:
+    def open(cls, folder: str | Path, use_gpu: str = "auto", *, nprobe: int = 0) -> IndexStore:
         """Open an existing index; raises :class:`IndexNotFoundError` if there is none."""
         path = Path(folder)
         if not path.exists():
             raise IndexNotFoundError(
                 f"index folder {path} does not exist; run `rag-app ingest PATH --index {path}`"
             )
-        return cls(path, Manifest.load(path), use_gpu)
+        return cls(path, Manifest.load(path), use_gpu, nprobe)
 
     @classmethod
     def create(
@@ -152,11 +158,13 @@ class IndexStore:
             if self._loaded_generation == generation and self._vectors is not None:
                 return
             m = self.manifest
-            if m.generation == generation and m.vectors_file and (self.folder / m.vectors_file).is_file():
+            if m.backend == milvus.KIND:
+                index, sparse = self._milvus_loaded(generation)
+            elif m.generation == generation and m.vectors_file and (self.folder / m.vectors_file).is_file():
                 try:
-                    index = vec.load_index(m.index_type, self.folder / m.vectors_file)
+                    index = vec.load_index(m.index_type, self.folder / m.vectors_file, m.dimension)
                     sparse = SparseIndex.load(self.folder / m.bm25_dir)
-                except (OSError, RuntimeError, ValueError) as exc:
+                except (OSError, RuntimeError, ValueError, IndexMismatchError) as exc:
                     log.warning("derived index files unreadable (%s); rebuilding from the docstore", exc)
                     index, sparse = self._rebuild()
             else:
@@ -167,15 +175,49 @@ class IndexStore:
                         generation,
                     )
                 index, sparse = self._rebuild()
+            params = m.index_params | ({"nprobe": self.nprobe} if self.nprobe else {})
+            vec.attach(index, params, self._stored_vectors)
             self._vectors = index.to_device(self.use_gpu)
             self._sparse = sparse
             self._loaded_generation = generation
+
+    def _milvus_loaded(self, generation: int) -> tuple[vec.VectorIndex, SparseIndex]:
+        """Milvus (repaired first when the manifest lags behind the docstore) and BM25."""
+        m = self.manifest
+        if m.generation != generation or not m.vectors_file:
+            m = self._repair_milvus()
+        if not m.vectors_file:  # never synced, and a writer is at it: search in memory meanwhile
+            return self._rebuild()
+        try:
+            index: vec.VectorIndex = milvus.MilvusIndex.load(self.folder / m.vectors_file)
+        except milvus.MilvusCollectionMissingError as exc:
+            log.warning("%s; filling a new one from the docstore", exc)
+            m = self._repair_milvus()
+            index = milvus.MilvusIndex.load(self.folder / m.vectors_file)
+        if m.generation == self.docstore.generation and (self.folder / m.bm25_dir).is_dir():
+            return index, SparseIndex.load(self.folder / m.bm25_dir)
+        return index, SparseIndex.build(self.docstore.iter_texts())
+
+    def _repair_milvus(self) -> Manifest:
+        """Reconcile Milvus with the docstore under the writer lock (after a crash between them).
+
+        A writer holding the lock does the same when it finishes; until then Milvus is searched
+        as it is (hits whose chunks are gone are dropped by :meth:`hits`).
+        """
+        try:
+            with IndexWriter(self, "auto") as writer:
+                writer.resync = True
+        except IndexLockedError:
+            log.info("a writer of %s is active; it brings Milvus up to date when it finishes", self.folder)
+        self.manifest = Manifest.load(self.folder)
+        self._manifest_mtime = self._manifest_stamp()
+        return self.manifest
 
     def _rebuild(self) -> tuple[vec.VectorIndex, SparseIndex]:
         _, chunks = self.docstore.counts()
         spec = (
             vec.IndexSpec(self.manifest.index_type, self.manifest.index_params)
-            if chunks
+            if chunks and self.manifest.backend != milvus.KIND
             else vec.IndexSpec("flat")
         )
         dim = self.manifest.dimension
@@ -224,6 +266,10 @@ class IndexStore:
         """The stored embeddings of ``chunk_ids`` (one row each, in order)."""
         return self.docstore.vectors_for(chunk_ids, self.manifest.dimension)
 
+    def _stored_vectors(self, chunk_ids: np.ndarray) -> np.ndarray:
+        """:data:`vec.VectorSource` of the docstore, for ``refine``."""
+        return self.chunk_vectors(chunk_ids.tolist())
+
     def stats(self) -> dict[str, Any]:
         """Counts of what the index serves, sizes, build settings (``index stats``, ``GET /indexes``).
 
@@ -267,8 +313,9 @@ class IndexStore:
             "size_bytes": _folder_size(self.folder),
         }
 
-    def writer(self, index_type: str = "auto", *, wait: float = 0.0) -> IndexWriter:
-        """The one writer of this index.
+    def writer(self, index_type: str | IndexSettings = "auto", *, wait: float = 0.0) -> IndexWriter:
+        """The one writer of this index, building the vector index ``index_type`` (a kind, ``auto``,
+        or the ``index`` settings: kind and parameters).
 
         Waits up to ``wait`` seconds for another writer (process or thread) to finish, then raises
         :class:`IndexLockedError`.
@@ -276,6 +323,10 @@ class IndexStore:
         return IndexWriter(self, index_type, wait=wait)
 
     def close(self) -> None:
+        if isinstance(self._vectors, milvus.MilvusIndex):  # its connection, a milvus-lite server
+            with self._lock:
+                self._vectors.close()
+                self._vectors, self._loaded_generation = None, -1
         store = getattr(self._local, "docstore", None)
         if store is not None:
             store.close()
@@ -289,9 +340,12 @@ class IndexWriter:
     the manifest; a crash before that leaves them stale, and readers rebuild them.
     """
 
-    def __init__(self, store: IndexStore, index_type: str, *, wait: float = 0.0) -> None:
+    def __init__(self, store: IndexStore, index_type: str | IndexSettings, *, wait: float = 0.0) -> None:
         self.store = store
-        self.index_type = index_type
+        if isinstance(index_type, str):
+            self.index_type, self.index_overrides = index_type, {}
+        else:
+            self.index_type, self.index_overrides = index_type.index_type, index_type.vector_params()
         self.wait = max(0.0, float(wait))
         # a lock object of its own: another writer in this process waits like another process would
         self._filelock = FileLock(str(store.folder / LOCK_NAME), timeout=self.wait)
@@ -300,6 +354,11 @@ class IndexWriter:
         self.added_vectors: list[np.ndarray] = []
         self.removed_ids: list[int] = []
         self.start_generation = 0
+        self.settings = None if isinstance(index_type, str) else index_type
+        """The ``index`` settings (backend and Milvus target); None keeps the manifest's backend."""
+        self.milvus: milvus.MilvusIndex | None = None
+        self.resync = False
+        """Reconcile Milvus with the docstore at :meth:`finish` even if the manifest looks current."""
 
     def __enter__(self) -> IndexWriter:
         try:
@@ -313,6 +372,14 @@ class IndexWriter:
             ) from None
         self.db = Docstore(self.store.folder / DOCSTORE_NAME)
         self.start_generation = self.db.generation
+        try:  # Milvus unreachable or of another dimension: fail before anything changes
+            self.milvus = milvus.open_for_writer(
+                self.store.folder, Manifest.load(self.store.folder), self.settings
+            )
+        except BaseException:
+            self.db.close()
+            self._filelock.release()
+            raise
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -320,6 +387,8 @@ class IndexWriter:
             if exc_type is None:
                 self.finish()
         finally:
+            if self.milvus is not None:
+                self.milvus.close()
             if self.db is not None:
                 self.db.close()
             self._filelock.release()
@@ -377,13 +446,20 @@ class IndexWriter:
         store = self.store
         generation = db.generation
         manifest = Manifest.load(store.folder)
-        if generation == manifest.generation and manifest.vectors_file:
+        on_milvus = self.milvus is not None and milvus.same_collection(self.milvus, manifest)
+        same_backend = on_milvus or (self.milvus is None and manifest.backend != milvus.KIND)
+        if generation == manifest.generation and manifest.vectors_file and same_backend and not self.resync:
             return
         docs, chunks = db.counts()
-        spec = vec.choose_spec(chunks, self.index_type)
         dim = manifest.dimension
-        index = self._updated_vectors(manifest, spec, dim)
-        vectors_file = f"vectors.{generation}.faiss"
+        if self.milvus is not None:  # Milvus serves the vectors; a small file names its collection
+            index: vec.VectorIndex = self.milvus
+            kind, params = milvus.KIND, self._synced_milvus(self.milvus, manifest, on_milvus)
+            vectors_file = f"vectors.{generation}{milvus.POINTER_SUFFIX}"
+        else:
+            spec = vec.choose_spec(chunks, self.index_type, self.index_overrides)
+            index, params = self._updated_vectors(manifest, spec, dim, chunks)
+            kind, vectors_file = spec.type, f"vectors.{generation}.faiss"
         index.save(store.folder / vectors_file)
         bm25_dir = f"bm25.{generation}"
         tmp_dir = store.folder / f".{bm25_dir}.tmp"
@@ -394,25 +470,37 @@ class IndexWriter:
         manifest.generation = generation
         manifest.vectors_file = vectors_file
         manifest.bm25_dir = bm25_dir
-        manifest.index_type = spec.type
-        manifest.index_params = dict(spec.params)
+        manifest.backend = milvus.KIND if self.milvus is not None else "faiss"
+        manifest.index_type = kind
+        manifest.index_params = params
         manifest.documents, manifest.chunks, manifest.vectors = docs, chunks, index.ntotal
         manifest.updated_at = _now()
         manifest.save(store.folder)
         self._remove_old_files(vectors_file, bm25_dir)
 
-    def _updated_vectors(self, manifest: Manifest, spec: vec.IndexSpec, dim: int) -> vec.VectorIndex:
-        # An updatable index (flat) whose file matches the generation we started from is updated
-        # in place; anything else (another type, stale files) is rebuilt from the docstore.
+    def _updated_vectors(
+        self, manifest: Manifest, spec: vec.IndexSpec, dim: int, chunks: int
+    ) -> tuple[vec.VectorIndex, dict[str, Any]]:
+        """The vector index of the committed chunks and the parameters to record for it.
+
+        An updatable index (flat, IVF-PQ) whose file matches the generation we started from is
+        updated in place, unless it has outgrown its training (:func:`vec.outgrown`) or a build
+        parameter set in the settings changed; anything else is rebuilt from the docstore.
+        """
         path = self.store.folder / manifest.vectors_file if manifest.vectors_file else None
+        old = manifest.index_params
+        overrides = self.index_overrides
+        changed = any(k in old and old[k] != v for k, v in overrides.items() if k in vec.BUILD_KEYS)
         if (
             vec.backend(spec.type).updatable
             and manifest.index_type == spec.type
             and manifest.generation == self.start_generation
             and path is not None
             and path.is_file()
+            and not changed
+            and not vec.outgrown(old, chunks)
         ):
-            index = vec.load_index(spec.type, path)
+            index = vec.load_index(spec.type, path, dim)
             if self.removed_ids:
                 index.remove(np.asarray(self.removed_ids, dtype=np.int64))
             if self.added_ids:
@@ -420,13 +508,40 @@ class IndexWriter:
                 live = self._db.vectors_for(self.added_ids, dim)  # drop ids replaced again later
                 keep = np.isin(ids, self.removed_ids, invert=True)
                 index.add(ids[keep], live[keep])
-            return index
-        return vec.build_index(spec, dim, self._db.iter_vectors(dim))
+            return index, old | {k: v for k, v in overrides.items() if k in old and k in vec.SEARCH_KEYS}
+        index = vec.build_index(spec, dim, self._db.iter_vectors(dim))
+        return index, vec.recorded_params(index, spec)
+
+    def _synced_milvus(
+        self, index: milvus.MilvusIndex, manifest: Manifest, on_milvus: bool
+    ) -> dict[str, Any]:
+        """Bring ``index`` to the committed chunks; returns the parameters to record for it.
+
+        A collection that held the generation we started from gets this writer's removals and
+        additions; any other (new, another collection, a crash since the last sync) is reconciled
+        with the whole docstore (:func:`milvus.reconcile`).
+        """
+        if on_milvus and manifest.generation == self.start_generation and not self.resync:
+            self._apply_changes(index, manifest.dimension)
+        else:
+            milvus.reconcile(index, self._db, manifest.dimension)
+        return index.params
+
+    def _apply_changes(self, index: vec.VectorIndex, dim: int) -> None:
+        """Remove this writer's removed chunks from ``index`` and add its added ones still present."""
+        if self.removed_ids:
+            index.remove(np.asarray(self.removed_ids, dtype=np.int64))
+        if self.added_ids:
+            ids = np.asarray(self.added_ids, dtype=np.int64)
+            live = self._db.vectors_for(self.added_ids, dim)  # drop ids replaced again later
+            keep = np.isin(ids, self.removed_ids, invert=True)
+            index.add(ids[keep], live[keep])
 
     def _remove_old_files(self, vectors_file: str, bm25_dir: str) -> None:
         for path in self.store.folder.iterdir():
             name = path.name
-            if name.startswith("vectors.") and name.endswith(".faiss") and name != vectors_file:
+            old_vectors = name.endswith((".faiss", milvus.POINTER_SUFFIX)) and name != vectors_file
+            if name.startswith("vectors.") and old_vectors and path.is_file():
                 path.unlink(missing_ok=True)
             elif name.startswith("bm25.") and name != bm25_dir and path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
