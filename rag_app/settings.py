@@ -132,6 +132,19 @@ class IndexSettings(_Section):
     """Replace e-mails, phone numbers, IBANs, card numbers, IP addresses and person names with typed
     placeholders (``<EMAIL_1>``) before chunks are stored or embedded (``rag-app ingest --redact-pii``;
     needs the ``pii`` extra; see :mod:`indexes.redaction` for what it finds and misses)."""
+    backend: Literal["faiss", "milvus"] = "faiss"
+    """Where the vectors are served from: FAISS files in the index folder, or a Milvus collection
+    (the ``milvus`` extra; see :mod:`rag_app.store.milvus`). The SQLite docstore stays the source of
+    truth either way; changing this moves the vectors at the next ingest."""
+    milvus_uri: str = ""
+    """With ``backend = "milvus"``: a server such as ``http://host:19530`` (the token comes from
+    ``$RAG_APP_MILVUS_TOKEN``, never from here), or a milvus-lite path ending in ``.db``; unset: the
+    index's recorded one, else milvus-lite at ``<index>/vectors.milvus.db``."""
+    milvus_collection: str = ""
+    """With ``backend = "milvus"``: the collection; unset: the index's recorded one, else a name
+    derived from the index folder (one collection per index folder)."""
+    milvus_timeout_s: float = Field(10.0, gt=0)
+    """With ``backend = "milvus"``: seconds to wait for Milvus to answer before failing."""
 
     @field_validator("index_type")
     @classmethod

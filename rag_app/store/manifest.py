@@ -25,6 +25,9 @@ class Manifest:
     dimension: int
     metric: str = "inner_product"
     """Vectors are unit-norm, so inner product is cosine similarity."""
+    backend: str = "faiss"
+    """Where the vectors are served from: ``faiss`` (``vectors_file``) or ``milvus`` (the collection
+    in ``index_params``: ``uri`` without credentials, ``collection``)."""
     index_type: str = "flat"
     index_params: dict[str, Any] = field(default_factory=dict)
     chunk_tokens: int = 256
@@ -33,7 +36,8 @@ class Manifest:
     generation: int = 0
     """The docstore generation the derived files below were built from."""
     vectors_file: str = ""
-    """Name of the FAISS file of this generation (``vectors.<generation>.faiss``)."""
+    """Name of the FAISS file of this generation (``vectors.<generation>.faiss``), or of the file
+    naming its Milvus collection (``vectors.<generation>.milvus.json``)."""
     bm25_dir: str = ""
     """Name of the BM25 folder of this generation (``bm25.<generation>``)."""
     documents: int = 0
