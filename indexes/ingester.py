@@ -14,13 +14,26 @@ from indexes.loaders import SUPPORTED_EXTENSIONS
 from rag_app.ingest import IngestReport, ProgressCallback
 
 if TYPE_CHECKING:
+    from indexes.ray_ingest import RayOptions
     from rag_app.documents import LoadedDocument
     from rag_app.embeddings.base import Embedder
     from rag_app.settings import Settings
 
 
 class Ingester:
-    """Discover → load → clean → chunk → embed → commit (:mod:`indexes.pipeline`)."""
+    """Discover → load → clean → chunk → embed → commit (:mod:`indexes.pipeline`).
+
+    ``ray``: ingest files through Ray Data instead (:mod:`indexes.ray_ingest`): a cluster address,
+    :data:`~rag_app.ingest.LOCAL_RAY` to start Ray here, or :class:`~indexes.ray_ingest.RayOptions`.
+    In-memory documents are always ingested locally.
+    """
+
+    def __init__(self, ray: str | RayOptions | None = None) -> None:
+        if isinstance(ray, str):
+            from indexes.ray_ingest import RayOptions
+
+            ray = RayOptions(address=ray)
+        self.ray = ray
 
     @property
     def extensions(self) -> frozenset[str]:
@@ -45,7 +58,21 @@ class Ingester:
         on_progress: ProgressCallback | None = None,
         wait: float | None = None,
     ) -> IngestReport:
-        """:func:`indexes.pipeline.ingest`."""
+        """:func:`indexes.pipeline.ingest`, or :func:`indexes.ray_ingest.ingest` when built with ``ray``."""
+        if self.ray is not None:
+            from indexes import ray_ingest
+
+            return ray_ingest.ingest(
+                paths,
+                index_dir,
+                settings,
+                embedder,
+                self.ray,
+                prune=prune,
+                progress=progress,
+                on_progress=on_progress,
+                wait=wait,
+            )
         from indexes.pipeline import ingest
 
         return ingest(

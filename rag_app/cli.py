@@ -16,6 +16,7 @@ import click
 
 from rag_app.cli_common import ErrorTranslatingGroup, cli_settings, open_rag, print_json
 from rag_app.errors import RagAppError
+from rag_app.ingest import LOCAL_RAY
 from rag_app.search_options import MAX_K, RETRIEVAL_MODES
 
 if TYPE_CHECKING:
@@ -96,6 +97,15 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
     metavar="SECONDS",
     help="Wait up to SECONDS for another writer of the index to finish (default: index.lock_wait_s).",
 )
+@click.option(
+    "--ray",
+    "ray",
+    is_flag=False,
+    flag_value=LOCAL_RAY,
+    default=None,
+    metavar="[ADDRESS]",
+    help="Load, chunk and embed on Ray (extra [ray]): a local Ray without ADDRESS, else that cluster.",
+)
 @click.pass_context
 def ingest(
     ctx: click.Context,
@@ -106,6 +116,7 @@ def ingest(
     progress: bool | None,
     redact_pii: bool,
     wait: float | None,
+    ray: str | None,
 ) -> None:
     """Ingest files and folders into an index (created if needed).
 
@@ -118,14 +129,19 @@ def ingest(
       rag-app ingest docs/ --index my-index --prune --json
       rag-app ingest docs/ --index my-index --wait 600   # from cron, beside manual ingests
       rag-app ingest mail/ --index private --redact-pii  # <EMAIL_1>, <PERSON_2> stored instead
+      rag-app ingest docs/ --index my-index --ray         # or --ray ray://head:10001 (after the paths)
     """
+    from rag_app.ingest import installed_ingester
     from rag_app.rag import RAG
 
     show = sys.stderr.isatty() and not as_json if progress is None else progress
     settings = cli_settings(ctx)
     if redact_pii:
         settings.index.redact_pii = True
-    report = RAG(index, settings).ingest(list(paths), prune=prune, progress=show, wait=wait)
+    ingester = installed_ingester(ray=ray) if ray is not None else None
+    report = RAG(index, settings, ingester=ingester).ingest(
+        list(paths), prune=prune, progress=show, wait=wait
+    )
     if as_json:
         print_json(report.to_dict())
     else:

@@ -8,7 +8,7 @@ speak them.
 
 from __future__ import annotations
 
-import importlib.metadata
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +26,8 @@ ENTRY_POINT_GROUP = "rag_app.ingesters"
 
 ProgressCallback = Callable[[int, int, str], None]
 """``on_progress(done, total, source)``: called as each file (or in-memory document) is taken up."""
+LOCAL_RAY = "local"
+"""The Ray "address" that starts Ray on this machine (``rag-app ingest --ray`` without a value)."""
 
 
 @dataclass
@@ -99,15 +101,27 @@ class Ingester(Protocol):
         ...
 
 
-def installed_ingester() -> Ingester:
-    """The :class:`Ingester` registered under :data:`ENTRY_POINT_GROUP` (``indexes``, when installed)."""
+def installed_ingester(*, ray: str | None = None) -> Ingester:
+    """The :class:`Ingester` registered under :data:`ENTRY_POINT_GROUP` (``indexes``, when installed).
+
+    ``ray``: ingest through Ray Data on the cluster at this address, or :data:`LOCAL_RAY` to start
+    Ray here (the ingester class takes it as ``ray=``).
+    """
+    import importlib.metadata
+
     found = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
     if not found:
         raise ConfigError(
             f"no ingester is installed (entry point group {ENTRY_POINT_GROUP!r}): "
             "install rag-app with its `indexes` package, or pass RAG(..., ingester=...)"
         )
-    ingester: Ingester = found[0].load()()
+    factory = found[0].load()
+    if ray is None:
+        ingester: Ingester = factory()
+        return ingester
+    if "ray" not in inspect.signature(factory).parameters:
+        raise ConfigError(f"the installed ingester {found[0].value} cannot ingest through Ray")
+    ingester = factory(ray=ray)
     return ingester
 
 
