@@ -501,13 +501,7 @@ class IndexWriter:
             and not vec.outgrown(old, chunks)
         ):
             index = vec.load_index(spec.type, path, dim)
-            if self.removed_ids:
-                index.remove(np.asarray(self.removed_ids, dtype=np.int64))
-            if self.added_ids:
-                ids = np.asarray(self.added_ids, dtype=np.int64)
-                live = self._db.vectors_for(self.added_ids, dim)  # drop ids replaced again later
-                keep = np.isin(ids, self.removed_ids, invert=True)
-                index.add(ids[keep], live[keep])
+            self._apply_changes(index, dim)
             return index, old | {k: v for k, v in overrides.items() if k in old and k in vec.SEARCH_KEYS}
         index = vec.build_index(spec, dim, self._db.iter_vectors(dim))
         return index, vec.recorded_params(index, spec)
