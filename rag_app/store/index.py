@@ -209,6 +209,10 @@ class IndexStore:
                 writer.resync = True
         except IndexLockedError:
             log.info("a writer of %s is active; it brings Milvus up to date when it finishes", self.folder)
+        except OSError as exc:  # e.g. a read-only index folder: search Milvus as it is
+            log.warning(
+                "could not repair the Milvus vectors of %s (%s); searching them as they are", self.folder, exc
+            )
         self.manifest = Manifest.load(self.folder)
         self._manifest_mtime = self._manifest_stamp()
         return self.manifest

@@ -1,10 +1,11 @@
-"""Milvus as a vector backend (:class:`MilvusIndex`, ``VECTOR_INDEXES["milvus"]``).
+"""Milvus as a vector backend: :class:`MilvusIndex`, a :class:`~rag_app.store.vectors.VectorIndex`.
 
 Milvus holds the vectors and their integer chunk ids, nothing else: texts, offsets and a copy of
 every vector stay in the SQLite docstore, the source of truth. Where it runs:
 
 - ``index.milvus_uri`` unset: a milvus-lite database folder ``vectors.milvus.db`` inside the index
-  folder (in-process, no server; one process at a time may open it);
+  folder (in-process, no server; one process at a time may open it); a relative ``.db`` path is
+  taken inside the index folder too;
 - ``index.milvus_uri = "http://host:19530"``: a Milvus server or cluster; the token (``user:password``
   or an API key) comes from ``$RAG_APP_MILVUS_TOKEN`` and is never written to the manifest (a URI
   with credentials in it is refused).
@@ -65,7 +66,9 @@ POINTER_SUFFIX = ".milvus.json"
 ``vectors_file``, as ``vectors.<generation>.faiss`` is for FAISS)."""
 DEFAULT_TIMEOUT_S = 10.0
 DESCRIPTION = "rag-app vectors by docstore chunk id"
-"""Description of the collections this module creates; a collection without it is not touched."""
+"""Description of the collections this module creates. An existing collection is used only if its
+fields are exactly ``id`` (primary key) and ``vector`` and its description is this or empty
+(milvus-lite keeps none)."""
 ID_FIELD = "id"
 VECTOR_FIELD = "vector"
 WINDOW = 16_384

@@ -7,6 +7,9 @@ writer, the retriever) goes through the protocol. Which kind an index gets is ch
 The compressed kinds (``ivfpq``, ``opq-ivfpq``) hold product-quantized codes only (``pq_m`` bytes a
 vector with 8-bit codes, plus its id); :func:`attach` hands them the store's full vectors for
 ``refine`` (exact re-scoring of the best PQ candidates) and the search-time ``nprobe``.
+
+Milvus (:class:`rag_app.store.milvus.MilvusIndex`) follows the same protocol but is not a kind
+here: it is chosen by ``index.backend``, and the store opens it by the manifest's ``backend``.
 """
 
 from __future__ import annotations
