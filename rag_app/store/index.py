@@ -522,7 +522,15 @@ class IndexWriter:
         if on_milvus and manifest.generation == self.start_generation and not self.resync:
             self._apply_changes(index, manifest.dimension)
         else:
-            milvus.reconcile(index, self._db, manifest.dimension)
+            deleted, upserted = milvus.reconcile(index, self._db, manifest.dimension)
+            if on_milvus and (deleted or upserted):
+                log.warning(
+                    "Milvus collection %r was behind the docstore (a crash between the two?): "
+                    "%d stray ids deleted, %d chunks upserted from the docstore",
+                    index.collection,
+                    deleted,
+                    upserted,
+                )
         return index.params
 
     def _apply_changes(self, index: vec.VectorIndex, dim: int) -> None:

@@ -227,7 +227,7 @@ def _client(uri: str, timeout: float) -> tuple[MilvusClient, str | None]:
                 "point index.milvus_uri at a Milvus server"
             ) from None
         raise MilvusUnavailableError(
-            f"cannot reach Milvus at {uri} within {timeout:g} s: {exc.message}; check that the server "
+            f"cannot reach Milvus at {uri} (timeout {timeout:g} s): {exc.message}; check that the server "
             f"runs and listens there (index.milvus_uri, gRPC port 19530 by default) and that "
             f"${TOKEN_ENV} holds a valid token"
         ) from None
@@ -467,18 +467,35 @@ def _open_collection(
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dimension)
         index_params = client.prepare_index_params()
         index_params.add_index(field_name=VECTOR_FIELD, index_type=kind, metric_type="IP")
-        client.create_collection(
-            collection,
-            schema=schema,
-            index_params=index_params,
-            consistency_level="Strong",
-            timeout=timeout,
-        )
+        with _quiet_lite_server(uri):
+            client.create_collection(
+                collection,
+                schema=schema,
+                index_params=index_params,
+                consistency_level="Strong",
+                timeout=timeout,
+            )
         return kind
     except MilvusException as exc:
         raise MilvusUnavailableError(
             f"{where}: {exc.message}; check that the server is up and ${TOKEN_ENV} grants access"
         ) from None
+
+
+@contextlib.contextmanager
+def _quiet_lite_server(uri: str) -> Iterator[None]:
+    """Hide the traceback grpc logs when pymilvus asks milvus-lite for a call it lacks (AllocTimestamp,
+    while waiting for a new collection's index; pymilvus carries on without it)."""
+    if not is_lite(uri):
+        yield
+        return
+    grpc_log = logging.getLogger("grpc._server")
+    level = grpc_log.level
+    grpc_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        grpc_log.setLevel(level)
 
 
 def reconcile(index: MilvusIndex, db: Docstore, dimension: int) -> tuple[int, int]:
@@ -510,11 +527,10 @@ def reconcile(index: MilvusIndex, db: Docstore, dimension: int) -> tuple[int, in
             break
         index.remove(extra)
         deleted += len(extra)
-    if deleted or upserted:
-        log.warning(
-            "Milvus collection %r reconciled with the docstore: %d stray ids deleted, %d chunks upserted",
-            index.collection,
-            deleted,
-            upserted,
-        )
+    log.info(
+        "Milvus collection %r reconciled with the docstore: %d stray ids deleted, %d chunks upserted",
+        index.collection,
+        deleted,
+        upserted,
+    )
     return deleted, upserted
