@@ -312,7 +312,7 @@ def test_html_is_self_contained_and_escapes_user_text() -> None:
 
 def test_streamlit_lists_newest_run_first_with_its_html_report(tmp_path: Path) -> None:
     pytest.importorskip("streamlit", reason="the app needs the ui extra: pip install -e '.[ui]'")
-    import streamlit_app
+    from eval.streamlit_page import report_files
 
     old = write_report(_run("run-2", "2025-01-02T10:00:00"), tmp_path / "run-2")
     new = write_report(_run(), tmp_path / "run-3")
@@ -320,7 +320,7 @@ def test_streamlit_lists_newest_run_first_with_its_html_report(tmp_path: Path) -
     for path in old.values():
         os.utime(path, (past, past))
     os.utime(new["html"], (past + 50, past + 50))  # written first, or on a coarse clock: still first
-    listed = streamlit_app._report_files(tmp_path)
+    listed = report_files(tmp_path)
     assert listed[0] == new["html"] and listed[3] == old["html"]
     assert {p.parent.name for p in listed[:3]} == {"run-3"}
 

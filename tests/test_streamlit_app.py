@@ -130,7 +130,7 @@ def app_env(tmp_path: Path, settings, embedder, monkeypatch: pytest.MonkeyPatch)
 
 def _texts(at: AppTest) -> str:
     """Everything the app shows as text (markdown, captions, alerts), joined, character references
-    decoded (the app writes document and model text as references: see ``streamlit_app._inert``)."""
+    decoded (the app writes document and model text as references: see ``rag_app.ui.text.inert``)."""
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
     parts += [e.value for alerts in (at.info, at.success, at.warning, at.error) for e in alerts]
     return html.unescape("\n".join(str(p) for p in parts))
@@ -249,8 +249,9 @@ def test_upload_ingest_two_turn_chat_citations_feedback(app_env: dict[str, Path]
 
 
 def test_flagged_sentences_and_evaluation_page(app_env: dict[str, Path]) -> None:
-    import streamlit_app
+    from eval.streamlit_page import report_numbers
     from rag_app.answer import Answer, Grounding, SentenceSupport
+    from rag_app.ui.text import highlight, marked_text
 
     text = "Paris is in France [1]. The tower is made of cheese."
     answer = Answer(
@@ -259,13 +260,13 @@ def test_flagged_sentences_and_evaluation_page(app_env: dict[str, Path]) -> None
         [],
         Grounding(0.3, [SentenceSupport(text[24:], 24, len(text), 0.1, flagged=True, reason="unsupported")]),
     )
-    marked = html.unescape(streamlit_app._marked_text(answer))
+    marked = html.unescape(marked_text(answer))
     assert marked.startswith("Paris is in France [1]. ")
     assert (
         '<span class="rag-flagged" title="unsupported (support 0.10)">⚠️ The tower is made of cheese.</span>'
         in marked
     )
-    highlighted = streamlit_app._highlight("A <b> c. Then d.\n\nMore.", [(9, 22)])
+    highlighted = highlight("A <b> c. Then d.\n\nMore.", [(9, 22)])
     assert highlighted == "A &#60;b&#62; c&#46; <mark>Then d&#46;</mark>&#10;&#10;<mark>More</mark>&#46;"
 
     at = AppTest.from_file(str(app_env["app"]), default_timeout=60)
@@ -284,7 +285,7 @@ def test_flagged_sentences_and_evaluation_page(app_env: dict[str, Path]) -> None
     assert not at.exception, at.exception
     assert at.selectbox(key="report").options == ["nightly.json"]
     assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart"), "no chart for the report's metrics"
-    assert streamlit_app._numbers(report) == {
+    assert report_numbers(report) == {
         "retrieval.recall@5": 0.9,
         "retrieval.mrr": 0.75,
         "answers.faithfulness": 0.8,
@@ -467,19 +468,19 @@ PLANTED = (
 
 
 def test_inert_text_shows_markup_as_text() -> None:
-    import streamlit_app
     from rag_app.answer import Answer, Grounding, SentenceSupport
+    from rag_app.ui.text import code, inert, label_text, marked_text
 
     planted = "![x](http://evil/?q=1) [a](http://e) <img src=x> :red[r] $x$ *b* `c`\n\nnext **line**"
-    inert = streamlit_app._inert(planted)
+    inert = inert(planted)
     assert html.unescape(inert) == planted  # shows exactly the text ...
     assert not set(inert) & set("[]()<>!:*`$\n")  # ... with no character left that could be markup
     assert re.fullmatch(r"[\w &#;]*", inert)
-    assert streamlit_app._label_text("a![x](http://e).md") == r"a\!\[x\]\(http\://e\).md"
-    assert streamlit_app._code("a`b``c") == "``` a`b``c ```"
+    assert label_text("a![x](http://e).md") == r"a\!\[x\]\(http\://e\).md"
+    assert code("a`b``c") == "``` a`b``c ```"
     text = "Sea ![i](http://e/) level. Rises [1]."
     flagged = Answer("q", text, [], Grounding(0.3, [SentenceSupport(text[4:23], 4, 23, 0.1, flagged=True)]))
-    marked = streamlit_app._marked_text(flagged)
+    marked = marked_text(flagged)
     assert "<img" not in marked and "](" not in marked and marked.count("<span") == 1
     assert html.unescape(re.sub(r"<[^>]+>", "", marked)) == "Sea ⚠️ ![i](http://e/) level. Rises [1]."
 
