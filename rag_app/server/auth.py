@@ -1,12 +1,13 @@
 """API key checks that run before anything reads the request body, and limits on failed attempts.
 
-    auth = Authenticator(settings.server, keys, metrics)
-    app.router.route_class = AuthFirstRoute        # before the routes are added
-    @app.get("/x", dependencies=[Depends(auth.require("read"))])
+    router = APIRouter(route_class=AuthFirstRoute)
+    @router.get("/x", dependencies=READ)           # or ADMIN
 
 A route whose dependencies hold a :class:`Require` checks the key first, then parses the body:
 a request without a valid key gets 401 (or 429), never a parser's message about its body. The
-dependency itself also documents the two key headers in the OpenAPI schema.
+dependency itself also documents the two key headers in the OpenAPI schema. The checks are the
+app's :class:`Authenticator`, found on the request (``app.state.server.auth``, set by
+``create_app``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Depends, Request
+from fastapi.params import Depends as Dependency
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
@@ -54,9 +56,6 @@ class Authenticator:
             settings.failed_auth_per_minute,
             log=lambda message, extra: LOG.warning(message, extra=extra),
         )
-
-    def require(self, scope: Scope) -> Require:
-        return Require(self, scope)
 
     def authenticate(self, request: Request, scope: Scope) -> ApiKey | None:
         """The request's key (None when keys are off); raises :class:`ApiError` 401, 403 or 429."""
@@ -102,15 +101,22 @@ def _seconds(wait: float) -> str:
     return str(max(1, math.ceil(wait)))
 
 
+def authenticator(request: Request) -> Authenticator:
+    """The :class:`Authenticator` of the app serving ``request`` (``app.state.server.auth``)."""
+    auth = getattr(getattr(request.app.state, "server", None), "auth", None)
+    if not isinstance(auth, Authenticator):
+        raise RuntimeError("the app has no rag-app server state: build it with create_app()")
+    return auth
+
+
 class Require:
     """The dependency of a route behind a key of ``scope``; :class:`AuthFirstRoute` runs it first."""
 
-    def __init__(self, auth: Authenticator, scope: Scope) -> None:
-        self.auth = auth
+    def __init__(self, scope: Scope) -> None:
         self.scope = scope
 
     def check(self, request: Request) -> None:
-        request.state.api_key = self.auth.authenticate(request, self.scope)
+        request.state.api_key = authenticator(request).authenticate(request, self.scope)
         request.state.authenticated = True
 
     async def __call__(
@@ -140,3 +146,9 @@ class AuthFirstRoute(APIRoute):
             return await handler(request)
 
         return authenticated_first
+
+
+READ: tuple[Dependency, ...] = (Depends(Require("read")),)
+"""The ``dependencies`` of a route that needs a key of read scope (or admin)."""
+ADMIN: tuple[Dependency, ...] = (Depends(Require("admin")),)
+"""The ``dependencies`` of a route that needs a key of admin scope."""

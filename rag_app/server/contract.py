@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from rag_app import errors
 from rag_app.server.runtime import INDEX_NAME
 
 INDEX_NAME_PATTERN = f"^{INDEX_NAME.pattern}$"
@@ -48,6 +49,44 @@ class ErrorBody(BaseModel):
 
 def error_body(status: int, kind: str, message: str, request_id: str | None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "code": status, "request_id": request_id}}
+
+
+STATUS: dict[type[errors.RagAppError], int] = {
+    errors.QueryError: 400,
+    errors.ConfigError: 400,
+    errors.IndexNotFoundError: 404,
+    errors.IndexMismatchError: 409,
+    errors.IndexLockedError: 409,
+    errors.UnsupportedFormatError: 415,
+    errors.DocumentError: 422,
+    errors.IngestError: 422,
+    errors.GeneratorError: 502,
+    errors.ModelNotFoundError: 500,
+}
+"""HTTP status of each error class (the first match along the class's ancestry; else 500)."""
+
+
+def status_of(exc: errors.RagAppError) -> int:
+    """The HTTP status a library error answers with (:data:`STATUS`)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def kind_of(exc: errors.RagAppError) -> str:
+    """The ``type`` of a library error's body: its class name in snake case (``index_locked``)."""
+    name = type(exc).__name__
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_").removesuffix("_error")
+
+
+def describe(problems: Any) -> str:
+    """One line naming each validation problem (pydantic's ``errors()``) by where it is."""
+    parts = []
+    for p in problems:
+        loc = ".".join(str(x) for x in p.get("loc", ()) if x != "body")
+        parts.append(f"{loc or 'body'}: {p.get('msg')}")
+    return "invalid request: " + "; ".join(parts)
 
 
 _WHY = {
