@@ -55,11 +55,12 @@ from common import (
 
 from eval.answer_metrics import best_over_truths, exact_match, normalize_answer, token_f1
 from rag_app.documents import LoadedDocument, Section
+from rag_app.errors import IndexNotFoundError
+from rag_app.generation.base import Generator
 from rag_app.not_found import is_not_found
 from rag_app.prompting import cited_numbers, strip_citations
 from rag_app.rag import RAG
 from rag_app.settings import Settings
-from rag_app.store.index import IndexStore
 
 DATA = REPO_ROOT.parent / "shared" / "data" / "squad-dev"
 SYSTEMS = ("rag-app", "rag-app-1.5b", "rag-app-135m", "llamaindex")
@@ -210,15 +211,18 @@ class LlamaIndexSystem:
 
 
 def build_rag_index(folder: Path, passages: list[dict[str, Any]], settings: Settings) -> RAG:
-    rag = RAG(folder, settings)
-    if not IndexStore.exists(folder):
+    """The index of ``passages`` in ``folder``: opened when it is there, else built (one document each)."""
+    try:
+        return RAG.open(folder, settings)
+    except IndexNotFoundError:
+        rag = RAG(folder, settings)
         rag.add_documents(
             [
                 LoadedDocument(f"squad/{p['_id']}", "text", [Section(p["text"], heading_path=(p["title"],))])
                 for p in passages
             ]
         )
-    return rag
+        return rag
 
 
 def system_settings(name: str, base: Settings) -> Settings:
@@ -406,11 +410,16 @@ def main() -> None:
     for name in wanted:
         if name.startswith("rag-app"):
             settings = system_settings(name, base)
+            generator = None
             if args.fit_verdict:
+                from rag_app.generation import create_generator
+
+                generator = create_generator(settings)
                 settings.guard.on_unsupported = "pass"
-            system = RAG(rag.index_dir, settings, embedder=rag.embedder)
-            if args.fit_verdict:
-                system.answerer._verdict = _neutral_verdict(system)
+                settings.guard.verdict_path = _neutral_verdict(
+                    generator, WORK_DIR / f"neutral-verdict-{name}.json"
+                )
+            system = RAG(rag.index_dir, settings, embedder=rag.embedder, generator=generator)
             systems[name] = RagAppSystem(system).ask
         elif name == "llamaindex":
             from rag_app.models import generator_folder
@@ -443,16 +452,19 @@ def main() -> None:
     print(_table(summary))
 
 
-def _neutral_verdict(rag: RAG) -> Any:
-    """A verdict that passes everything and asks the verifier: for collecting the features to fit on."""
+def _neutral_verdict(generator: Generator, path: Path) -> Path:
+    """Write a verdict that passes everything and asks ``generator``'s verifier (its info names that
+    generator, so its full model applies): for collecting the features to fit on. Returns ``path``,
+    for ``guard.verdict_path``."""
     from rag_app.guard.verdict import FEATURES, LEXICAL_FEATURES, Logistic, VerdictModel
 
     def flat(names: tuple[str, ...]) -> Logistic:
         return Logistic(names, (0.0,) * len(names), 0.0, (0.0,) * len(names), (1.0,) * len(names))
 
-    generator = rag.generator
     info = {"generator": generator.model_id, "adapter": generator.adapter_id}
-    return VerdictModel(flat(FEATURES), flat(LEXICAL_FEATURES), 0.0, 0.0, info)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    VerdictModel(flat(FEATURES), flat(LEXICAL_FEATURES), 0.0, 0.0, info).save(path)
+    return path
 
 
 def _fit(args: argparse.Namespace, rows: list[dict[str, Any]], systems: dict[str, Any]) -> None:
@@ -477,14 +489,13 @@ def _recompute_features(args: argparse.Namespace, rows: list[dict[str, Any]]) ->
     split = squad_split(args.data, "dev", args.questions, args.removed, args.seed)
     base = Settings.load().model_copy(deep=True)
     rag = build_rag_index(WORK_DIR / f"squad-removed-{args.seed}-index", split.passages, base)
-    answerer = rag.answerer
     for row in rows:
         if not row["features"] or row["abstained"]:
             continue
-        draft = answerer._prepare(row["question"], None, (), None, None)
-        if draft.prompt is None:
+        prompt = rag.prompt(row["question"])
+        if prompt is None:
             continue
-        passages = [h.text for h in draft.prompt.sources]
+        passages = [h.text for h in prompt.sources]
         span, cover = span_and_cover(row["question"], row["text"], passages, cited_numbers(row["text"]))
         row["features"] = {**row["features"], "span": span, "question_cover": cover}
     rag.close()

@@ -148,6 +148,14 @@ class Answerer:
         draft = self._prepare(question, k, history, retrieval_query, filters, max_tokens, temperature)
         return AnswerStream(self, draft)
 
+    def prompt_for(
+        self, question: str, *, k: int | None = None, filters: Filters | None = None
+    ) -> Prompt | None:
+        """The prompt :meth:`ask` would send for ``question`` (its ``sources`` are the passages
+        behind ``[1]``, ``[2]``, ...), nothing generated; ``None`` when no passage is close enough
+        and :meth:`ask` would abstain before generating."""
+        return self._prepare(question, k, (), None, filters).prompt
+
     # -- steps ----------------------------------------------------------------------------
     def _prepare(
         self,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rag_app.chat import ChatSession
     from rag_app.conversations import ConversationStore
     from rag_app.guard import Guard
+    from rag_app.prompting import Prompt
 
 
 class RAG:
@@ -268,6 +269,15 @@ class RAG:
             max_tokens=max_tokens,
             temperature=temperature,
         )
+
+    def prompt(
+        self, question: str, k: int | None = None, *, source: str | None = None, formats: Sequence[str] = ()
+    ) -> Prompt | None:
+        """The prompt :meth:`ask` would send for ``question``, without generating: its ``messages``
+        and its ``sources`` (the passages behind ``[1]``, ``[2]``, ...). ``None`` when no passage is
+        close enough (``guard.min_retrieval_score``) and :meth:`ask` would abstain before generating."""
+        filters = Filters(source=source, formats=tuple(formats))
+        return self.answerer.prompt_for(question, k=k, filters=filters)
 
     def chat(self, conversation_id: str | None = None) -> ChatSession:
         """A multi-turn conversation (new, or continued by id), stored under ``settings.data_dir``."""

@@ -311,6 +311,29 @@ def test_cited_short_answer_with_its_exact_span(small_index: Path, settings, emb
     assert {"retrieval", "generation", "guard", "verifier", "total"} <= set(answer.timings)
 
 
+def test_the_facade_shows_the_prompt_ask_would_send(small_index: Path, settings, embedder) -> None:
+    """``RAG.prompt``: the very messages ``ask`` sends, with the passages behind each number, and
+    nothing generated; ``None`` where ``ask`` abstains before generating; filters and ``k`` apply."""
+    s = settings.model_copy(deep=True)
+    s.guard.enabled, s.guard.min_retrieval_score = False, 0.6
+    generator = ScriptedGenerator("Paris [1]")
+    rag = RAG(small_index, s, embedder=embedder, generator=generator)
+    prompt = rag.prompt("What is the capital of France?")
+    assert prompt is not None and generator.calls == []
+    assert (
+        prompt.sources[0].source == "/docs/paris.md"
+        and "[1] Paris is the capital" in prompt.messages[-1]["content"]
+    )
+    rag.ask("What is the capital of France?")
+    assert generator.calls == [prompt.messages]
+    assert rag.prompt("How do I replace a bicycle chain?") is None
+    s.guard.min_retrieval_score = 0.0
+    only = RAG(small_index, s, embedder=embedder, generator=generator).prompt(
+        "What is the capital of France?", 1, source="*tower*"
+    )
+    assert only is not None and [h.source for h in only.sources] == ["/docs/tower.md"]
+
+
 class FixedRetriever:
     """A second :class:`~rag_app.retrieval.Retriever`: the passages it was given, whatever the query."""
 
