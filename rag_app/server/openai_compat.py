@@ -27,11 +27,10 @@ from rag_app.conversations import StoredMessage, history_messages, retrieval_que
 from rag_app.errors import QueryError
 from rag_app.generation.base import Message
 from rag_app.search_options import MAX_K
-from rag_app.server.runtime import INDEX_NAME
+from rag_app.server.contract import INDEX_NAME_PATTERN
 
 DEFAULT_MODEL = "rag-app"
 """The model name that means the server's default index."""
-INDEX_NAME_PATTERN = f"^{INDEX_NAME.pattern}$"
 
 
 class ContentPart(BaseModel):
