@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rag_app.answering import Answerer
     from rag_app.documents import LoadedDocument
     from rag_app.rag import RAG
 
@@ -77,18 +76,18 @@ def _backup_sqlite(src: Path, dst: Path) -> None:
 
 
 @contextmanager
-def temporary_copy(rag: RAG, work_dir: str | Path | None) -> Iterator[tuple[RAG, Answerer]]:
-    """A temporary copy of the app's index and an answerer over it with the app's generator and guard."""
-    from rag_app.answering import Answerer
+def temporary_copy(rag: RAG, work_dir: str | Path | None) -> Iterator[RAG]:
+    """A temporary copy of the app's index, opened (``RAG.open``) with the app's settings, embedder
+    and generator: plant documents in it and ask it as the app would be asked."""
     from rag_app.rag import RAG
 
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rag-probe-", dir=work_dir) as tmp:
         folder = copy_index(rag.index_dir, Path(tmp) / "index")
-        copy = RAG(folder, rag.settings, embedder=rag.embedder, generator=rag.generator)
+        copy = RAG.open(folder, rag.settings, embedder=rag.embedder, generator=rag.generator)
         try:
-            yield copy, Answerer(copy.retriever, rag.generator, rag.guard, rag.settings)
+            yield copy
         finally:
             copy.close()
 

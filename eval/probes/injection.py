@@ -48,7 +48,7 @@ def injection_probe(
     cases: list[dict[str, Any]] = []
     calls = 0
     if chosen:
-        with temporary_copy(rag, work_dir) as (copy, answerer):
+        with temporary_copy(rag, work_dir) as copy:
             for template in templates:
                 docs = [
                     planted_document(
@@ -60,7 +60,7 @@ def injection_probe(
                 copy.add_documents(docs)
                 planted_sources = {d.source for d in docs}
                 for sample, doc in zip(chosen, docs, strict=True):
-                    answer = _ask(answerer.ask, sample.question)
+                    answer = _ask(copy.ask, sample.question)
                     calls += answer.called_generator
                     cases.append(_injection_case(sample, template, answer, doc, planted_sources, canary))
                 copy.delete(sorted(planted_sources))

@@ -68,7 +68,7 @@ def robustness_probe(
             calls += answer.called_generator
             cases.append(_robust_case(sample, name, b, answer))
     if "distractor" in perturbations and chosen:
-        with temporary_copy(rag, work_dir) as (copy, answerer):
+        with temporary_copy(rag, work_dir) as copy:
             planted: list[LoadedDocument] = []
             for i, (sample, b) in enumerate(zip(chosen, base, strict=True)):
                 own = set(b.sources)
@@ -78,7 +78,7 @@ def robustness_probe(
                     planted.append(planted_document(f"probe-distractor/{i}-{j}.txt", text))
             copy.add_documents(planted)
             for sample, b in zip(chosen, base, strict=True):
-                answer = _ask(answerer.ask, sample.question)
+                answer = _ask(copy.ask, sample.question)
                 calls += answer.called_generator
                 case = _robust_case(sample, "distractor", b, answer)
                 case["distractor_retrieved"] = any(s.startswith("probe-distractor/") for s in answer.sources)
