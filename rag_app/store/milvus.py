@@ -207,10 +207,22 @@ def _close(client: MilvusClient, lite_path: str | None) -> None:
         _lite_release(lite_path)
 
 
+def _failures() -> tuple[type[BaseException], ...]:
+    """What a failed Milvus request raises: pymilvus's errors, and grpc's own on a missed deadline."""
+    import grpc
+    from pymilvus.exceptions import MilvusException
+
+    return (MilvusException, grpc.RpcError)
+
+
+def _reason(exc: BaseException) -> str:
+    details = getattr(exc, "details", None)
+    return str(getattr(exc, "message", None) or (details() if callable(details) else "") or exc)
+
+
 def _client(uri: str, timeout: float) -> tuple[MilvusClient, str | None]:
     """A connected client and, for milvus-lite, the database path it holds; clear errors otherwise."""
     from pymilvus import MilvusClient
-    from pymilvus.exceptions import MilvusException
 
     lite_path = str(Path(uri).resolve()) if is_lite(uri) else None
     if lite_path is not None:
@@ -218,16 +230,16 @@ def _client(uri: str, timeout: float) -> tuple[MilvusClient, str | None]:
         _lite_acquire(lite_path)
     try:
         client = MilvusClient(uri=lite_path or uri, token=os.environ.get(TOKEN_ENV, ""), timeout=timeout)
-    except MilvusException as exc:
+    except _failures() as exc:
         if lite_path is not None:
             _lite_release(lite_path)
             raise MilvusUnavailableError(
-                f"cannot open the milvus-lite database {uri}: {exc.message}; milvus-lite lets one "
+                f"cannot open the milvus-lite database {uri}: {_reason(exc)}; milvus-lite lets one "
                 "process open a database at a time, so stop the other one (a `rag-app serve`?) or "
                 "point index.milvus_uri at a Milvus server"
             ) from None
         raise MilvusUnavailableError(
-            f"cannot reach Milvus at {uri} (timeout {timeout:g} s): {exc.message}; check that the server "
+            f"cannot reach Milvus at {uri} (timeout {timeout:g} s): {_reason(exc)}; check that the server "
             f"runs and listens there (index.milvus_uri, gRPC port 19530 by default) and that "
             f"${TOKEN_ENV} holds a valid token"
         ) from None
@@ -253,7 +265,7 @@ class MilvusIndex:
         dimension: int,
         index_type: str,
         *,
-        timeout: float = DEFAULT_TIMEOUT_S,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
         lite_path: str | None = None,
     ) -> None:
         self.client = client
@@ -323,14 +335,12 @@ class MilvusIndex:
     # -- the protocol ------------------------------------------------------------------------
     @contextlib.contextmanager
     def _request(self, what: str) -> Iterator[None]:
-        from pymilvus.exceptions import MilvusException
-
         try:
             yield
-        except MilvusException as exc:
+        except _failures() as exc:
             raise MilvusUnavailableError(
                 f"Milvus at {self.uri} failed to {what} in collection {self.collection!r}: "
-                f"{exc.message}; check that the server is up (index.milvus_uri) and ${TOKEN_ENV}"
+                f"{_reason(exc)}; check that the server is up (index.milvus_uri) and ${TOKEN_ENV}"
             ) from None
 
     @property
@@ -414,14 +424,17 @@ def connect(
     (with ``index_type``, else FLAT on milvus-lite and AUTOINDEX on a server) unless ``create`` is
     false. Raises :class:`MilvusUnavailableError` when Milvus cannot be reached within ``timeout``
     seconds, :class:`IndexMismatchError` when the collection holds vectors of another dimension.
+    Requests to a server wait up to ``timeout`` seconds too; milvus-lite runs in this process, so
+    its requests have no deadline (on a busy machine they can take longer than a network timeout).
     """
     client, lite_path = _client(connect_uri(uri, folder), timeout)
+    requests = None if lite_path is not None else timeout
     try:
-        kind = _open_collection(client, uri, collection, dimension, index_type, timeout, create)
+        kind = _open_collection(client, uri, collection, dimension, index_type, requests, create)
     except BaseException:
         _close(client, lite_path)
         raise
-    return MilvusIndex(client, uri, collection, dimension, kind, timeout=timeout, lite_path=lite_path)
+    return MilvusIndex(client, uri, collection, dimension, kind, timeout=requests, lite_path=lite_path)
 
 
 def _open_collection(
@@ -430,12 +443,11 @@ def _open_collection(
     collection: str,
     dimension: int,
     index_type: str | None,
-    timeout: float,
+    timeout: float | None,
     create: bool,
 ) -> str:
     """Check (or create) the collection; returns its vector index type."""
     from pymilvus import DataType, MilvusClient
-    from pymilvus.exceptions import MilvusException
 
     where = f"Milvus collection {collection!r} at {uri}"
     try:
@@ -476,9 +488,9 @@ def _open_collection(
                 timeout=timeout,
             )
         return kind
-    except MilvusException as exc:
+    except _failures() as exc:
         raise MilvusUnavailableError(
-            f"{where}: {exc.message}; check that the server is up and ${TOKEN_ENV} grants access"
+            f"{where}: {_reason(exc)}; check that the server is up and ${TOKEN_ENV} grants access"
         ) from None
 
 
