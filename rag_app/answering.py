@@ -25,15 +25,23 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rag_app.answer import Answer, Citation, Grounding, SentenceSupport
-from rag_app.answer_text import clean_answer, find_span, has_content
+from rag_app.answer import Answer, Citation, Grounding
+from rag_app.answer_text import clean_answer, has_content
+from rag_app.citing import (
+    citations_of,
+    cite_every_sentence,
+    drop_invalid_citations,
+    mark_cited,
+    snap_spans,
+    source_ids,
+)
 from rag_app.documents import Hit
 from rag_app.errors import GeneratorError, QueryError
 from rag_app.generation.base import Completion, Generator, Message, Verifier
 from rag_app.guard.text import split_sentences
 from rag_app.language import detect_language
 from rag_app.not_found import is_not_found, not_found_sentence, reason
-from rag_app.prompting import Prompt, build_prompt, cited_numbers, strip_citations, verify_messages
+from rag_app.prompting import Prompt, build_prompt, cited_numbers, verify_messages
 from rag_app.retrieval import Filters, Retriever
 from rag_app.settings import Settings
 
@@ -211,31 +219,31 @@ class Answerer:
         assert draft.prompt is not None
         sources = draft.prompt.sources
         raw = completion.text.strip()
-        answer = self._answer(draft, text=raw, citations=_citations(sources), completion=completion)
+        answer = self._answer(draft, text=raw, citations=citations_of(sources), completion=completion)
         if not has_content(raw):
             return self._withhold(answer, draft, "empty_answer", f"the generator returned {raw!r}")
         if is_not_found(raw):
             return self._withhold(answer, draft, "model_found_none", "the generator said the sources lack it")
-        cleaned = clean_answer(raw, draft.question, _source_ids(sources))
-        text = _drop_invalid_citations(cleaned.text, len(sources))
+        cleaned = clean_answer(raw, draft.question, source_ids(sources))
+        text = drop_invalid_citations(cleaned.text, len(sources))
         if not has_content(text):
             return self._withhold(answer, draft, "empty_answer", f"nothing but {raw!r} was left")
         answer.text = text
         if text != raw:
             answer.draft = raw
         if self.guard is None or not self.settings.guard.enabled:
-            _mark_cited(answer)
+            mark_cited(answer)
             return self._done(answer, draft)
         t0 = time.perf_counter()
         grounding = self.guard.check(text, [h.text for h in sources], cited=None, context="")
         answer.text, grounding = cite_every_sentence(text, grounding, len(sources))
-        _snap_spans(grounding, sources)
+        snap_spans(grounding, sources)
         draft.timings["guard"] = time.perf_counter() - t0
         grounding.lexical = grounding.score
         grounding.verifier = self._verify(draft.prompt, raw, completion, draft.timings)
         self._judge(draft, answer, grounding, completion)
         answer.grounding = grounding
-        _mark_cited(answer)
+        mark_cited(answer)
         if answer.supported:
             return self._done(answer, draft)
         policy = self.settings.guard.on_unsupported
@@ -341,7 +349,7 @@ class Answerer:
         return self._done(answer, draft)
 
     def _abstain(self, draft: _Draft, code: str, details: str) -> Answer:
-        answer = self._answer(draft, text="", citations=_citations(draft.hits), completion=None)
+        answer = self._answer(draft, text="", citations=citations_of(draft.hits), completion=None)
         return self._withhold(answer, draft, code, details)
 
     @staticmethod
@@ -437,121 +445,3 @@ class AnswerStream:
                 break  # hold this sentence and everything after it for the final check
             out += (" " if released or out else "") + cited
         return out
-
-
-def _citations(hits: Sequence[Hit]) -> list[Citation]:
-    return [
-        Citation(
-            number=n,
-            source=hit.source,
-            page=hit.page,
-            start=hit.start,
-            end=hit.end,
-            chunk_id=hit.chunk_id,
-            score=hit.score,
-            text=hit.text,
-            heading_path=hit.heading_path,
-        )
-        for n, hit in enumerate(hits, start=1)
-    ]
-
-
-def _source_ids(hits: Sequence[Hit]) -> tuple[str, ...]:
-    """Strings that identify sources and must not appear in an answer (file names, paths)."""
-    ids: list[str] = []
-    for hit in hits:
-        name = hit.source.rsplit("/", 1)[-1]
-        ids.extend([hit.source, name])
-    return tuple(sorted(set(ids), key=len, reverse=True))
-
-
-def _drop_invalid_citations(text: str, n_sources: int) -> str:
-    """Citation marks naming a source that was not shown are removed (the guard cites anew)."""
-    import re
-
-    def keep(match: re.Match[str]) -> str:
-        return match.group() if 0 < int(match.group(1)) <= n_sources else ""
-
-    return re.sub(r"\s*\[(\d{1,3})\]", keep, text).strip()
-
-
-def _mark_cited(answer: Answer) -> None:
-    used = set(cited_numbers(answer.text))
-    for citation in answer.citations:
-        citation.cited = citation.number in used
-
-
-def cite_every_sentence(text: str, grounding: Grounding, n_sources: int) -> tuple[str, Grounding]:
-    """Give each supported sentence that cites nothing the ``[n]`` of its best evidence.
-
-    Flagged sentences stay uncited: pointing them at a passage would claim support the
-    guard did not find. Sentence spans are moved to match the new text.
-    """
-    pieces: list[str] = []
-    cursor = shift = 0
-    for sentence in grounding.sentences:
-        pieces.append(text[cursor : sentence.start])
-        body = text[sentence.start : sentence.end]
-        cursor = sentence.end
-        if not sentence.citations and not sentence.flagged and sentence.evidence:
-            number = sentence.evidence[0]
-            if number <= n_sources:
-                body = _insert_mark(body, f" [{number}]")
-                sentence.citations = [number]
-        start = sentence.start + shift
-        shift += len(body) - (sentence.end - sentence.start)
-        sentence.start, sentence.end, sentence.text = start, start + len(body), body
-        pieces.append(body)
-    pieces.append(text[cursor:])
-    return "".join(pieces), grounding
-
-
-def _insert_mark(sentence: str, mark: str) -> str:
-    """``"Paris is the capital."`` -> ``"Paris is the capital [1]."``"""
-    body = sentence.rstrip()
-    tail = sentence[len(body) :]
-    if body and body[-1] in ".!?":
-        return body[:-1] + mark + body[-1] + tail
-    return body + mark + tail
-
-
-def _snap_spans(grounding: Grounding, sources: Sequence[Hit]) -> None:
-    """Give each sentence the exact span of the source that supports it (document offsets).
-
-    A sentence that copies a source span gets that span (``exact``); otherwise the evidence
-    sentence the guard compared it with, located in its passage.
-    """
-    for sentence in grounding.sentences:
-        claim = strip_citations(sentence.text)
-        numbers = list(dict.fromkeys([*sentence.citations, *sentence.evidence]))
-        numbers += [n for n in range(1, len(sources) + 1) if n not in numbers]
-        for n in numbers:
-            hit = sources[n - 1] if 0 < n <= len(sources) else None
-            if hit is None:
-                continue
-            found = find_span(claim, hit.text)
-            if found is not None:
-                _set_span(sentence, n, hit, found, exact=True)
-                break
-        else:
-            _snap_evidence(sentence, sources)
-
-
-def _snap_evidence(sentence: SentenceSupport, sources: Sequence[Hit]) -> None:
-    if not sentence.evidence or not sentence.evidence_text:
-        return
-    n = sentence.evidence[0]
-    if not 0 < n <= len(sources):
-        return
-    hit = sources[n - 1]
-    found = find_span(sentence.evidence_text, hit.text)
-    if found is not None:
-        _set_span(sentence, n, hit, found, exact=False)
-
-
-def _set_span(sentence: SentenceSupport, n: int, hit: Hit, span: tuple[int, int], *, exact: bool) -> None:
-    sentence.source = n
-    sentence.source_start = hit.start + span[0]
-    sentence.source_end = hit.start + span[1]
-    sentence.source_text = hit.text[span[0] : span[1]]
-    sentence.exact = exact
