@@ -12,6 +12,7 @@ answers withheld, answers shown where the documents lack the answer); see :func:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -169,8 +170,18 @@ def answer_rows(rag: Any, samples: Sequence[Any], say: Any = None) -> list[Row]:
     return rows
 
 
+MIN_CLASS_ROWS = 10
+"""An adapter's own verdict is fitted only when its answers hold at least this many right and this
+many not-right ones; with fewer, the packaged weights are applied to its own signals."""
+
+
 def fit_adapter_verdict(
-    open_rag: Any, settings: Any, adapter: Path, samples: Sequence[Any], say: Any = None
+    open_rag: Any,
+    settings: Any,
+    adapter: Path,
+    samples: Sequence[Any],
+    say: Any = None,
+    rows_out: Path | None = None,
 ) -> dict[str, Any]:
     """Fit ``adapter``'s own verdict on its answers to ``samples`` and save it in the adapter's
     folder (:data:`rag_app.generation.VERDICT_FILE`), where the answerer finds it.
@@ -180,7 +191,9 @@ def fit_adapter_verdict(
     model only (and withholds right answers it cannot check). ``open_rag(settings, index)`` opens
     the app. While the adapter answers, its folder holds the packaged verdict marked provisional
     (so the answerer computes the verifier and log-probabilities); a fit that cannot be made
-    removes it again. Returns what was fitted (or why not)."""
+    removes it again. With fewer than :data:`MIN_CLASS_ROWS` right or not-right answers the
+    packaged weights stay, marked as applying to this adapter. ``rows_out``: the answers' features
+    as JSONL (to refit or inspect). Returns what was fitted (or why not)."""
     from rag_app.generation import VERDICT_FILE
     from rag_app.guard.verdict import DEFAULT_MODEL, VerdictModel
 
@@ -201,10 +214,25 @@ def fit_adapter_verdict(
         raise
     finally:
         rag.close()
-    try:
-        model = fit_verdict(rows, {**ids, "fitted_on": f"{len(samples)} training-pool questions"})
-    except ValueError as exc:
+    right = sum(r.right for r in rows)
+    if rows_out is not None:
+        with rows_out.open("w", encoding="utf-8") as out:
+            for r in rows:
+                out.write(json.dumps({"features": r.features, "f1": r.f1, "right": r.right}) + "\n")
+    if not rows:
         path.unlink(missing_ok=True)
-        return {"fitted": False, "reason": str(exc), "rows": len(rows)}
+        return {"fitted": False, "reason": "the adapter answered none of the questions", "rows": 0}
+    if min(right, len(rows) - right) < MIN_CLASS_ROWS:
+        # too few of one kind to fit seven weights (14 answers, 3 right, fitted AUROC 1.0 and withheld
+        # nearly every right answer on held-out questions): the packaged weights, on its own signals
+        provisional.info = {
+            **ids, "weights": "packaged (too few answers to fit)", "rows": len(rows), "right": right,
+            "fitted_on": f"{len(samples)} training-pool questions",
+        }  # fmt: skip
+        provisional.save(path)
+        return {"fitted": False, "reason": f"{right} of {len(rows)} answers right: kept the packaged "
+                f"weights (a fit needs {MIN_CLASS_ROWS} right and {MIN_CLASS_ROWS} not)",
+                "path": str(path), "rows": len(rows), "right": right}  # fmt: skip
+    model = fit_verdict(rows, {**ids, "fitted_on": f"{len(samples)} training-pool questions"})
     model.save(path)
     return {"fitted": True, "path": str(path), "threshold": model.threshold, **model.info}

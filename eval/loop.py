@@ -336,7 +336,9 @@ def _iteration(
 
         candidate = registry.require(name)
         t0 = time.perf_counter()
-        verdict = _calibrate(opener, settings, loop, Path(candidate.path), calibration.samples, say)
+        verdict = _calibrate(
+            opener, settings, loop, Path(candidate.path), calibration.samples, say, work / "calibration.jsonl"
+        )
         stage["calibrate_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -423,6 +425,7 @@ def _calibrate(
     adapter: Path,
     samples: Sequence[Any],
     say: Callable[[str], None],
+    rows_out: Path | None = None,
 ) -> dict[str, Any]:
     """Fit the candidate's own verdict on ``samples`` (none: it keeps the lexical verdict)."""
     if not samples:
@@ -433,14 +436,17 @@ def _calibrate(
     run_settings = settings.model_copy(deep=True)
     if loop.threads:
         run_settings.generator.threads = loop.threads
-    result = fit_adapter_verdict(lambda s: opener(s, loop.index), run_settings, adapter, samples, say)
+    result = fit_adapter_verdict(
+        lambda s: opener(s, loop.index), run_settings, adapter, samples, say, rows_out=rows_out
+    )
     if result["fitted"]:
         say(
             f"  verdict fitted on {result['rows']} answers: AUROC {result['fit_auroc']}, "
             f"threshold {result['threshold']}"
         )
     else:
-        say(f"  no verdict fitted ({result['reason']}): the candidate gets the lexical one")
+        fallback = "the packaged weights" if result.get("path") else "the lexical one"
+        say(f"  no verdict fitted ({result['reason']}): the candidate gets {fallback}")
     return result
 
 

@@ -170,10 +170,11 @@ def test_iteration_end_to_end_records_lineage_and_decision(world: tuple[Settings
     assert record["frozen_split"]["questions"] >= 2 and record["pool"]["selected"]["labelled"] >= 1
     assert {"evaluate_current_s", "train_s", "calibrate_s", "evaluate_candidate_s"} <= set(record["stages"])
     # the candidate answered the pool questions it was not trained on, through the real app; a random
-    # model has no right answer among them, so no verdict is fitted and none is left in its folder
+    # model has too few right answers among them to fit a verdict: what answers it had keep the
+    # packaged weights, and with no answer at all it is left with the lexical verdict
     verdict = record["candidate_verdict"]
-    assert verdict["fitted"] is False and "both right and wrong" in verdict["reason"]
-    assert not (Path(candidate.path) / "verdict-model.json").exists()
+    assert verdict["fitted"] is False and "calibration.jsonl" in os.listdir(record["work_dir"])
+    assert (Path(candidate.path) / "verdict-model.json").exists() == (verdict["rows"] > 0)
     # a random tiny model gains nothing significant: nothing is promoted, and the record says why
     assert not record["promoted"] and registry.promoted() is None and "kept" in record["reason"]
     (stored,) = registry.iterations()
@@ -349,11 +350,13 @@ def test_the_candidate_gets_its_own_verdict_fitted_on_its_answers(tmp_path: Path
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")
     samples = [SimpleNamespace(question=f"q{i} {'right' if i % 2 else 'wrong'}", answers=["Priya Sharma"])
-               for i in range(12)]  # fmt: skip
+               for i in range(24)]  # fmt: skip
     fake = _Answers(adapter)
-    result = fit_adapter_verdict(lambda s: fake, Settings(), adapter, samples)
+    rows_out = tmp_path / "calibration.jsonl"
+    result = fit_adapter_verdict(lambda s: fake, Settings(), adapter, samples, rows_out=rows_out)
     assert fake.provisional_seen and fake.closed  # it answered under the provisional verdict
-    assert result["fitted"] and result["rows"] == 12 and result["right"] == 6 and result["fit_auroc"] == 1.0
+    assert result["fitted"] and result["rows"] == 24 and result["right"] == 12 and result["fit_auroc"] == 1.0
+    assert len(rows_out.read_text(encoding="utf-8").splitlines()) == 24
     fitted = VerdictModel.load(adapter / "verdict-model.json")
     assert fitted.applies_to("tiny", "loop-sft-1") and "provisional" not in fitted.info
     # the answerer of that adapter loads it; guard.verdict_path still overrides it
@@ -366,7 +369,14 @@ def test_the_candidate_gets_its_own_verdict_fitted_on_its_answers(tmp_path: Path
     bare.generator.adapter = "none"
     assert Answerer(None, None, None, bare).verdict.info != fitted.info  # type: ignore[arg-type]
 
-    wrong_only = [SimpleNamespace(question=f"q{i} wrong", answers=["Priya Sharma"]) for i in range(4)]
-    result = fit_adapter_verdict(lambda s: _Answers(adapter), Settings(), adapter, wrong_only)
-    assert not result["fitted"] and "both right and wrong" in result["reason"]
-    assert not (adapter / "verdict-model.json").exists()  # the provisional one is not left behind
+    # too few right answers to fit: the packaged weights, applied to this adapter's own signals
+    few = [SimpleNamespace(question=f"q{i} {'right' if i < 3 else 'wrong'}", answers=["Priya Sharma"])
+           for i in range(14)]  # fmt: skip
+    result = fit_adapter_verdict(lambda s: _Answers(adapter), Settings(), adapter, few)
+    assert not result["fitted"] and result["right"] == 3 and "kept the packaged weights" in result["reason"]
+    kept = VerdictModel.load(adapter / "verdict-model.json")
+    assert kept.applies_to("tiny", "loop-sft-1") and kept.full == VerdictModel.load(DEFAULT_MODEL).full
+    assert "provisional" not in kept.info
+    # no answer at all: no verdict of its own (the lexical one decides), nothing left behind
+    result = fit_adapter_verdict(lambda s: _Answers(adapter), Settings(), adapter, [])
+    assert not result["fitted"] and not (adapter / "verdict-model.json").exists()
