@@ -327,11 +327,12 @@ class HnswPq:
         return [(int(found[j]), float(scores[j])) for j in order]
 
 
-def build(config: Config, base: np.ndarray) -> tuple[Any, dict[str, Any], float]:
-    """The index of ``config`` over ``base``, its parameters, and seconds to build it."""
+def build(config: Config, base: np.ndarray, threads: int) -> tuple[Any, dict[str, Any], float]:
+    """The index of ``config`` over ``base`` (FAISS on ``threads`` OpenMP threads), its parameters,
+    and seconds to build it."""
     import faiss
 
-    faiss.omp_set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    faiss.omp_set_num_threads(threads)
     n = len(base)
     with timer() as elapsed:
         if config.kind == "hnsw-pq":
@@ -593,7 +594,7 @@ def run_vectors(args: argparse.Namespace) -> dict[str, Any]:
         if wanted is not None and config.label not in wanted:
             continue
         print(f"building {config.label} ...", flush=True)
-        index, params, seconds = build(config, base)
+        index, params, seconds = build(config, base, args.build_threads or len(os.sched_getaffinity(0)))
         if isinstance(index, (vec.PqIndex, HnswPq)):
             if isinstance(index, vec.PqIndex):
                 vec.attach(index, params, refine_source)
@@ -735,6 +736,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refine-source", choices=("sqlite", "memmap"), default="sqlite")
     parser.add_argument("--configs", default="", help="comma-separated labels to run (default: all)")
     parser.add_argument("--skip-milvus", action="store_true")
+    parser.add_argument(
+        "--build-threads",
+        type=int,
+        default=0,
+        help="OpenMP threads for building (default: every core; 1 on a busy machine, where "
+        "threads waiting on each other at barriers make training many times slower)",
+    )
     parser.add_argument("--rebuild", action="store_true", help="embed the corpus again")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "scale-vectors.json")
     args, rest = parser.parse_known_args(argv)
