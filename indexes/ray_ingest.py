@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import time
 import uuid
 import warnings
@@ -54,6 +55,8 @@ STAGING_PREFIX = ".ray-staging-"
 """Name prefix of the staging folders made inside the index folder (when ``staging`` is unset)."""
 FILES_PER_TASK = 16
 """Files one load-and-chunk task takes."""
+CONNECT_TIMEOUT_S = 10.0
+"""How long a cluster address may take to accept a TCP connection before the ingest gives up."""
 DOCS_PER_EMBED_CALL = 8
 """Documents one actor embeds per call (all their chunks, in ``embedding.batch_size`` batches)."""
 
@@ -202,6 +205,8 @@ def _connect(ray: Any, options: RayOptions) -> bool:
     """Join the cluster ``options`` names (or start Ray here); True when this call started Ray."""
     if ray.is_initialized():
         return False
+    if options.address != LOCAL_RAY:
+        _check_reachable(options.address)
     try:
         if options.address == LOCAL_RAY:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: no usage report
@@ -212,6 +217,20 @@ def _connect(ray: Any, options: RayOptions) -> bool:
         where = "a local Ray" if options.address == LOCAL_RAY else f"the Ray cluster at {options.address}"
         raise IngestError(f"could not start or reach {where}: {exc}; the index is unchanged") from exc
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a ``host:port`` (or ``ray://host:port``) nothing listens on: ``ray.init`` would
+    keep retrying for minutes. Other addresses (``auto``) are left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise IngestError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); the index is unchanged"
+        ) from None
 
 
 def _changed_files(

@@ -225,6 +225,20 @@ def test_missing_ray_names_the_extra(tmp_path: Path, settings, embedder, monkeyp
     assert not (tmp_path / "index").exists()
 
 
+@pytest.mark.slow
+def test_unreachable_cluster_fails_fast_and_creates_nothing(tmp_path: Path, fp32, monkeypatch) -> None:
+    settings, embedder = fp32
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a process without Ray
+    docs = _write(tmp_path / "docs", {"tea.txt": FILES["notes/tea.txt"]})
+    index = tmp_path / "index"
+    RAG(index, settings, embedder=embedder).ingest([docs])
+    before = _chunks(index)[0]
+    (docs / "tea.txt").write_text("Black tea is steeped at 95 degrees for four minutes.")
+    with pytest.raises(IngestError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:1 .*unchanged"):
+        ray_ingest.ingest([docs], index, settings, embedder, RayOptions(address="127.0.0.1:1"))
+    assert _chunks(index)[0] == before
+
+
 def test_pii_redaction_is_refused_before_any_work(tmp_path: Path, settings, embedder) -> None:
     redacting = settings.model_copy(deep=True)
     redacting.index.redact_pii = True
