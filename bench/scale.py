@@ -507,6 +507,7 @@ def extrapolate(rows: list[dict[str, Any]], sweep: list[dict[str, Any]], n: int)
         scanned = np.array([r["scanned_fraction"] * n for r in sweep])
         p50 = np.array([r["p50_ms"] for r in sweep])
         per_code, fixed = np.polyfit(scanned, p50, 1)
+        per_code, fixed = max(0.0, float(per_code)), max(0.0, float(fixed))  # a noisy sweep: no negatives
     out = []
     for row in rows:
         if "memory_bytes_per_vector" not in row:
@@ -521,7 +522,7 @@ def extrapolate(rows: list[dict[str, Any]], sweep: list[dict[str, Any]], n: int)
             elif per_code is not None and fixed is not None:
                 fraction = row["params"]["nprobe"] / row["params"]["nlist"]
                 extra = p50 - (fixed + per_code * fraction * n)  # what this row adds (refine, lists)
-                predicted = fixed + per_code * fraction * size + max(0.0, extra)
+                predicted = max(p50, fixed + per_code * fraction * size + max(0.0, extra))
             else:
                 predicted = p50 * scale
             out.append(
