@@ -35,22 +35,16 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from eval.types import SampleResult
+from eval.gate import Decision, decide, gate_results
+from eval.loop_train import replay_failures, train_candidate, training_data
 from rag_app.errors import ConfigError
 
 LOCK_NAME = "loop.lock"
-GATE_METRICS = {
-    "wrong_shown": "higher is worse",
-    "abstention_correct": "lower is worse",
-    "latency_s": "higher is worse",
-}
-"""The guard rails: a candidate that is significantly worse on any of them is refused."""
 
 
 class LoopSettings(BaseModel):
@@ -104,15 +98,6 @@ class LoopSettings(BaseModel):
     """With ``track``: an MLflow server; unset: a local ``<data_dir>/mlruns`` folder."""
 
 
-@dataclass
-class Decision:
-    """Whether the candidate is promoted, why, and the paired comparison behind it."""
-
-    promote: bool
-    reason: str
-    evidence: list[dict[str, Any]] = field(default_factory=list)
-
-
 # -- one at a time -------------------------------------------------------------------------------
 @contextmanager
 def loop_lock(data_dir: Path) -> Iterator[None]:
@@ -152,62 +137,6 @@ def split_ids(ids: Sequence[str], eval_share: float, seed: int) -> tuple[list[st
 
 def ids_hash(ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
-
-
-# -- the gate ------------------------------------------------------------------------------------
-def gate_results(
-    results: Sequence[SampleResult], samples: dict[str, Any], primary: str
-) -> list[SampleResult]:
-    """Per question: the primary metric, wrong answers shown (answered with F1 = 0 where a reference
-    exists), abstention correct (where the question has no reference answer), and latency."""
-    out = []
-    for r in results:
-        sample = samples.get(r.sample_id)
-        has_answer = bool(sample is not None and sample.answers)
-        metrics: dict[str, float | None] = {"latency_s": float(r.timings.get("total", 0.0))}
-        value = r.metrics.get(f"answer.{primary}", r.metrics.get(primary))
-        if value is not None:
-            metrics[primary] = float(value)
-        if has_answer:
-            f1 = r.metrics.get("answer.f1")
-            metrics["wrong_shown"] = float(not r.abstained and f1 is not None and float(f1) == 0.0)
-        else:
-            metrics["abstention_correct"] = float(r.abstained)
-        out.append(SampleResult(r.sample_id, r.replicate, r.question, r.answer, r.abstained, metrics=metrics))
-    return out
-
-
-def decide(
-    base: Sequence[SampleResult], candidate: Sequence[SampleResult], primary: str, alpha: float, seed: int = 0
-) -> Decision:
-    """Promote when the candidate's primary metric is significantly higher (paired bootstrap and
-    sign-flip test, Holm-adjusted) and none of :data:`GATE_METRICS` is significantly worse."""
-    from eval.stats import compare_runs
-
-    rows = compare_runs(base, candidate, resamples=4000, seed=seed, alpha=alpha)
-    by_metric = {r["metric"]: r for r in rows}
-    main = by_metric.get(primary)
-    if main is None:
-        return Decision(False, f"no paired {primary} values to compare: keeping the current adapter", rows)
-    worse = [
-        name
-        for name, direction in GATE_METRICS.items()
-        if name in by_metric
-        and by_metric[name]["significant"]
-        and (by_metric[name]["diff"] > 0) == (direction == "higher is worse")
-    ]
-    summary = (
-        f"{primary} {main['a']:.3f} -> {main['b']:.3f} (diff {main['diff']:+.3f}, p {main['p_adjusted']:.3g})"
-    )
-    if worse:
-        return Decision(
-            False, f"significantly worse on {', '.join(worse)}; {summary}: kept the current", rows
-        )
-    if main["significant"] and main["diff"] < 0:
-        return Decision(False, f"significantly worse on {primary}: {summary}; kept the current adapter", rows)
-    if not main["significant"]:
-        return Decision(False, f"no significant gain: {summary}; kept the current adapter", rows)
-    return Decision(True, f"significant gain: {summary}", rows)
 
 
 # -- one iteration -------------------------------------------------------------------------------
@@ -314,9 +243,9 @@ def _iteration(
                 for row in labelled:
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         selection["labelled_by_people"] = len(labelled)
-        replayed = _replay(registry.iterations(), work / "failures.jsonl") if loop.replay else []
+        replayed = replay_failures(registry.iterations(), work / "failures.jsonl") if loop.replay else []
         selection["replayed_from"] = replayed
-        sft_dir, pairs_dir, data_hashes = _training_data(work, loop)
+        sft_dir, pairs_dir, data_hashes = training_data(work, loop)
         trained_on = _ids(work / "failures.jsonl") | {s.id for s in pool.samples}
         calibration = EvalDataset(
             dataset.name,
@@ -474,94 +403,6 @@ def _earlier_run(
             if record.get("parent") == adapter:
                 return str(record["runs"]["base"])
     return None
-
-
-def _replay(iterations: Sequence[dict[str, Any]], failures: Path) -> list[str]:
-    """Append the failures of earlier iterations (those still on disk) to ``failures``, each
-    question once; returns the iteration folders replayed."""
-    seen = {json.loads(line).get("id") for line in failures.read_text(encoding="utf-8").splitlines() if line}
-    replayed = []
-    with failures.open("a", encoding="utf-8") as out:
-        for record in iterations:
-            earlier = Path(record.get("work_dir", "")) / "failures.jsonl"
-            if not earlier.is_file() or earlier.resolve() == failures.resolve():
-                continue
-            replayed.append(str(earlier.parent))
-            for line in earlier.read_text(encoding="utf-8").splitlines():
-                row = json.loads(line) if line.strip() else None
-                if row is not None and row.get("id") not in seen:
-                    seen.add(row.get("id"))
-                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return replayed
-
-
-def _training_data(work: Path, loop: LoopSettings) -> tuple[Path, Path, dict[str, str]]:
-    """Grounded SFT rows and preference pairs from the labelled failures."""
-    from finetune.config import GroundedDataRecipe, PreferenceRecipe
-    from finetune.data import file_sha256, write_dataset
-    from finetune.preferences import write_preferences
-
-    failures = work / "failures.jsonl"
-    if not failures.is_file() or not failures.read_text(encoding="utf-8").strip():
-        raise ConfigError("no labelled failures to train on: label the queued questions, or widen the pool")
-    sft_dir, pairs_dir = work / "sft-data", work / "pairs"
-    write_dataset(
-        GroundedDataRecipe(source="jsonl", path=failures, unanswerable_share=0.2, seed=loop.seed, out=sft_dir)
-    )
-    write_preferences(
-        PreferenceRecipe(
-            squad=None,
-            halueval=loop.halueval,
-            halueval_pairs=loop.halueval_pairs,
-            jsonl=failures,
-            seed=loop.seed,
-            max_per_type=loop.pairs_per_type,
-            out=pairs_dir,
-        )
-    )
-    hashes = {"failures": file_sha256(failures), "sft": file_sha256(sft_dir / "train.jsonl")}
-    hashes["pairs"] = file_sha256(pairs_dir / "train.jsonl")
-    return sft_dir, pairs_dir, hashes
-
-
-def train_candidate(
-    sft_dir: Path, pairs_dir: Path, parent: str | None, settings: Any, loop: LoopSettings
-) -> str:
-    """SFT of a new LoRA adapter on the base model, then DPO on top of it; returns the registered
-    name of the candidate. (The parent is recorded as lineage; its training data is not replayed.)"""
-    from finetune.config import DataSource, DPORecipe, LoraArgs, PreferenceData, SFTRecipe, TrainArgs
-    from finetune.dpo import dpo
-    from finetune.sft import sft
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    model = settings.generator.model
-    minutes = loop.budget_minutes / (2 if loop.method == "sft-dpo" else 1)
-    lora = LoraArgs(r=loop.lora_rank, alpha=2 * loop.lora_rank, top_layers=loop.top_layers)
-    work = sft_dir.parent
-
-    def args(out: str, lr: float) -> TrainArgs:
-        return TrainArgs(output_dir=work / out, max_steps=10_000, max_minutes=minutes, learning_rate=lr,
-                         batch_size=2, max_seq_length=768, threads=loop.threads, logging_steps=5)  # fmt: skip
-
-    sft_name = f"loop-sft-{stamp}"
-    sft(
-        SFTRecipe(
-            model=model, data=DataSource(train=sft_dir / "train.jsonl", validation=None),
-            train=args("sft", 2e-4), lora=lora, name=sft_name,
-        ),
-        settings,
-    )  # fmt: skip
-    if loop.method == "sft":
-        return sft_name
-    dpo_name = f"loop-dpo-{stamp}"
-    dpo(
-        DPORecipe(
-            model=model, sft_adapter=sft_name, train=args("dpo", 5e-5), lora=lora, name=dpo_name,
-            data=PreferenceData(train=pairs_dir / "train.jsonl", validation=None),
-        ),
-        settings,
-    )  # fmt: skip
-    return dpo_name
 
 
 def _now() -> str:
