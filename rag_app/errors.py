@@ -48,6 +48,10 @@ class IndexLockedError(RagAppError):
     """Another process is writing to the same index."""
 
 
+class StoreUnavailableError(RagAppError):
+    """An external store (a Milvus server) could not be reached or refused a request."""
+
+
 class IngestError(RagAppError):
     """Nothing at all could be ingested from the given paths."""
 

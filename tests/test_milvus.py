@@ -264,3 +264,11 @@ def test_a_collection_of_another_dimension_is_refused(tmp_path: Path, settings, 
     manifest = json.loads((index_dir / "manifest.json").read_text())
     assert manifest["backend"] == "faiss" and manifest["generation"] == 0
     rag.close()
+
+
+def test_an_unreachable_milvus_answers_503_over_rest() -> None:
+    """The REST contract maps the store being down to 503 (documented), not to a bare 500."""
+    from rag_app.server.contract import status_of
+    from rag_app.store.milvus import MilvusUnavailableError
+
+    assert status_of(MilvusUnavailableError("http://127.0.0.1:1 did not answer")) == 503

@@ -61,6 +61,7 @@ STATUS: dict[type[errors.RagAppError], int] = {
     errors.DocumentError: 422,
     errors.IngestError: 422,
     errors.GeneratorError: 502,
+    errors.StoreUnavailableError: 503,
     errors.ModelNotFoundError: 500,
 }
 """HTTP status of each error class (the first match along the class's ancestry; else 500)."""
@@ -101,6 +102,7 @@ _WHY = {
     429: "Too many requests, or too many failed authentications from this address; see `Retry-After`.",
     500: "A model could not be loaded, or an unexpected error (logged with the request id).",
     502: "The generator's server failed or answered badly.",
+    503: "The index's vector store (a Milvus server) cannot be reached; the index is unchanged.",
 }
 
 AUTH = (401, 429)

@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from rag_app.errors import ConfigError, IndexMismatchError, RagAppError
+from rag_app.errors import ConfigError, IndexMismatchError, StoreUnavailableError
 from rag_app.store.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ milvus-lite; AUTOINDEX on a server)."""
 _SCHEMES = ("http://", "https://", "tcp://", "unix:")
 
 
-class MilvusUnavailableError(RagAppError):
+class MilvusUnavailableError(StoreUnavailableError):
     """Milvus could not be reached or refused a request; the message names the URI and what to check."""
 
 

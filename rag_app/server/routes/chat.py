@@ -43,7 +43,7 @@ async def list_models(state: State) -> dict[str, Any]:
     tags=["openai"],
     dependencies=READ,
     response_model=None,
-    responses=documented(*AUTH, 400, 404, 409, 413, 422, 500, 502),
+    responses=documented(*AUTH, 400, 404, 409, 413, 422, 500, 502, 503),
 )
 async def chat_completions(
     body: oa.ChatCompletionRequest, state: State

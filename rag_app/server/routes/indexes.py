@@ -55,7 +55,7 @@ _INGEST_BODY = {
 }
 
 
-@router.get("/indexes", tags=["indexes"], dependencies=READ, responses=documented(*AUTH, 409))
+@router.get("/indexes", tags=["indexes"], dependencies=READ, responses=documented(*AUTH, 409, 503))
 async def list_indexes(state: State) -> dict[str, Any]:
     """The served indexes with their counts and build settings."""
 
@@ -74,7 +74,7 @@ async def list_indexes(state: State) -> dict[str, Any]:
     "/indexes/{name}/documents",
     tags=["indexes"],
     dependencies=READ,
-    responses=documented(*AUTH, 400, 404, 409),
+    responses=documented(*AUTH, 400, 404, 409, 503),
 )
 async def list_documents(state: State, name: str = PathParam(pattern=INDEX_NAME_PATTERN)) -> dict[str, Any]:
     """The documents of an index (``id`` is what ``DELETE /documents/{id}`` takes)."""
@@ -95,7 +95,7 @@ async def list_documents(state: State, name: str = PathParam(pattern=INDEX_NAME_
     tags=["indexes"],
     dependencies=ADMIN,
     openapi_extra=_INGEST_BODY,
-    responses=documented(*AUTH, 400, 403, 404, 409, 413, 415, 422, 500),
+    responses=documented(*AUTH, 400, 403, 404, 409, 413, 415, 422, 500, 503),
 )
 async def ingest(request: Request, state: State) -> dict[str, Any]:
     """Add documents: upload files (multipart ``files`` and ``index``), or name server paths (JSON).
@@ -142,7 +142,7 @@ async def ingest(request: Request, state: State) -> dict[str, Any]:
     "/documents/{doc_id}",
     tags=["indexes"],
     dependencies=ADMIN,
-    responses=documented(*AUTH, 400, 403, 404, 409, 422),
+    responses=documented(*AUTH, 400, 403, 404, 409, 422, 503),
 )
 async def delete_document(
     state: State,

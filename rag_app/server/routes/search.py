@@ -37,7 +37,9 @@ class AskRequest(BaseModel):
     formats: list[str] = Field(default_factory=list)
 
 
-@router.post("/search", tags=["rag"], dependencies=READ, responses=documented(*AUTH, 400, 404, 409, 413, 422))
+@router.post(
+    "/search", tags=["rag"], dependencies=READ, responses=documented(*AUTH, 400, 404, 409, 413, 422, 503)
+)
 async def search(body: SearchRequest, state: State) -> dict[str, Any]:
     """The passages that best match ``query`` (hybrid dense + BM25 by default)."""
     name, rag = await state.open_index(body.index)
@@ -56,7 +58,7 @@ async def search(body: SearchRequest, state: State) -> dict[str, Any]:
     "/ask",
     tags=["rag"],
     dependencies=READ,
-    responses=documented(*AUTH, 400, 404, 409, 413, 422, 500, 502),
+    responses=documented(*AUTH, 400, 404, 409, 413, 422, 500, 502, 503),
 )
 async def ask(body: AskRequest, state: State) -> dict[str, Any]:
     """A grounded answer with numbered citations, or an abstention (the ``Answer`` as JSON)."""
