@@ -321,7 +321,13 @@ class MilvusIndex:
         )
 
     def save(self, path: Path) -> None:
-        """Write which collection this is to ``path`` (Milvus keeps the vectors itself)."""
+        """Seal what was written (a flush) and write which collection this is to ``path``.
+
+        Milvus keeps the vectors itself. Without the flush, new vectors stay in growing segments,
+        which milvus-lite searches by brute force with deletes applied row by row: 0.75 s a query
+        at 10k vectors against 0.04 s once sealed (measured, bench/README "Scale: vectors")."""
+        with self._request("flush"):
+            self.client.flush(self.collection, timeout=self.timeout)
         atomic_write_text(path, json.dumps({**self.params, "dimension": self.dimension}, indent=2) + "\n")
 
     def to_device(self, use_gpu: str = "auto") -> MilvusIndex:
