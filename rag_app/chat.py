@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from rag_app.answer import Answer
 from rag_app.answering import AnswerStream
@@ -11,7 +11,15 @@ from rag_app.conversations import ConversationStore, history_messages, retrieval
 from rag_app.errors import QueryError
 
 if TYPE_CHECKING:
+    from rag_app.generation.base import Message
     from rag_app.rag import RAG
+
+
+class _Turn(TypedDict):
+    """What a question adds to :meth:`RAG.ask` / :meth:`RAG.stream` inside a conversation."""
+
+    history: list[Message]
+    retrieval_query: str
 
 
 class ChatSession:
@@ -28,23 +36,22 @@ class ChatSession:
 
     def ask(self, question: str) -> Answer:
         """Answer a question, using earlier turns for the search query and the prompt."""
-        past = self.store.messages(self.id)
-        answer = self.rag.ask(
-            question, history=history_messages(past), retrieval_query=retrieval_query(question, past)
-        )
+        answer = self.rag.ask(question, **self._turn(question))
         self._record(question, answer)
         return answer
 
     def stream(self, question: str) -> Iterator[str]:
         """Yield text pieces; the finished answer is stored and then available as :attr:`last_answer`."""
-        past = self.store.messages(self.id)
-        stream: AnswerStream = self.rag.stream(
-            question, history=history_messages(past), retrieval_query=retrieval_query(question, past)
-        )
+        stream: AnswerStream = self.rag.stream(question, **self._turn(question))
         yield from stream
         assert stream.answer is not None
         self._record(question, stream.answer)
         self.last_answer = stream.answer
+
+    def _turn(self, question: str) -> _Turn:
+        """The earlier turns for the prompt, and what to search for (a follow-up joined to its question)."""
+        past = self.store.messages(self.id)
+        return {"history": history_messages(past), "retrieval_query": retrieval_query(question, past)}
 
     def _record(self, question: str, answer: Answer) -> None:
         self.store.add(self.id, "user", question)
