@@ -116,6 +116,14 @@ def main() -> None:
     parser.add_argument(
         "--methods", default="sft-dpo", help="Each iteration's method, comma-separated (the last repeats)."
     )
+    parser.add_argument(
+        "--replay-share", type=float, default=0.5,
+        help="Right pool answers replayed on the model's own answer, as a share of the failure rows.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-not-found-share", type=float, default=0.1,
+        help="Most SFT rows with the abstention target (only where the passage is absent).",
+    )  # fmt: skip
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--top-layers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
@@ -148,8 +156,9 @@ def main() -> None:
     loop = LoopSettings(
         index=WORK_DIR / "squad-removed-0-index", dataset=str(pool_path), frozen_dataset=str(frozen_path),
         eval_limit=None, pool_limit=args.pool, select_n=args.select, calibration_limit=args.calibrate,
-        lora_rank=args.lora_rank, top_layers=args.top_layers,
-        threads=args.threads, halueval=HALUEVAL, halueval_pairs=(0, 4999),
+        lora_rank=args.lora_rank, top_layers=args.top_layers, replay_share=args.replay_share,
+        max_not_found_share=args.max_not_found_share, threads=args.threads,
+        halueval=HALUEVAL, halueval_pairs=(0, 4999),
     )  # fmt: skip
     samples = {s.id: s for s in load_dataset(frozen_path).samples}
     for i in range(0 if args.report_only else args.iterations):

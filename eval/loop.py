@@ -8,7 +8,8 @@ One iteration (:func:`run_iteration`), top to bottom:
 3. evaluate it on the training pool and select its failures (``eval select``: low F1, wrong
    citation, flagged, wrong abstention, replicate disagreement, plus thumbs-down feedback);
    questions without a known right answer go to the labelling queue (:mod:`eval.labelling`);
-4. build grounded SFT rows and preference pairs from the labelled failures;
+4. build grounded SFT rows and preference pairs from the labelled failures, with the current model's
+   right pool answers replayed beside them and abstention targets capped (:mod:`eval.loop_data`);
 5. train the candidate: SFT, then DPO on top of it (``method: sft-dpo``, the default) or SFT only,
    within the budget; then fit the candidate's own verdict on its answers to other pool questions
    (its verifier and confidence are calibrated per model: the packaged verdict is the bare
@@ -75,6 +76,16 @@ class LoopSettings(BaseModel):
     replay: bool = True
     """Train on the failures of earlier iterations too (their files, where they still exist), so a
     new candidate does not forget what the promoted one learnt."""
+    replay_share: float = Field(0.5, ge=0.0, le=2.0)
+    """Rehearsal ("anchor" rows): pool questions the current model answered right (F1 >= 0.8 or the
+    gold inside, citing a passage that holds it) are trained on its own answer, at most this share of
+    the failure rows (as many as exist), so the candidate does not drift from what already works;
+    0: none (:mod:`eval.loop_data`)."""
+    max_not_found_share: float = Field(0.1, ge=0.0, lt=0.5)
+    """At most this share of the SFT rows has the abstention sentence as target, and only where the
+    sources lack the answer (a question labelled unanswerable, or a replayed question shown without
+    its passage); answerable failures never do. Also the share of failure questions shown without
+    their passage in the preference pairs."""
     halueval: Path | None = None
     """HaluEval QA pairs (``qa_pairs.jsonl``) to add to the preference pairs (DPO)."""
     halueval_pairs: tuple[int, int] = (0, 4999)
@@ -245,7 +256,9 @@ def _iteration(
         selection["labelled_by_people"] = len(labelled)
         replayed = replay_failures(registry.iterations(), work / "failures.jsonl") if loop.replay else []
         selection["replayed_from"] = replayed
-        sft_dir, pairs_dir, data_hashes = training_data(work, loop)
+        sft_dir, pairs_dir, data_hashes, sft_rows = training_data(
+            work, loop, pool_run.results, {s.id: s for s in pool.samples}
+        )
         trained_on = _ids(work / "failures.jsonl") | {s.id for s in pool.samples}
         calibration = EvalDataset(
             dataset.name,
@@ -295,6 +308,7 @@ def _iteration(
         },
         "pool": {"questions": len(pool.samples), "selected": selection, "queued_for_labels": queued},
         "data_hashes": data_hashes,
+        "sft_rows": sft_rows,
         "runs": {"base": base_run.id, "pool": pool_run.id, "candidate": cand_run.id},
         "base_run_reused": earlier is not None,
         "candidate_verdict": verdict,

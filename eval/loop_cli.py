@@ -30,6 +30,14 @@ def loop_group() -> None:
     help="HaluEval qa_pairs.jsonl: extra preference pairs for DPO.",
 )  # fmt: skip
 @click.option("--replay/--no-replay", default=None, help="Also train on earlier iterations' failures.")
+@click.option(
+    "--replay-share", type=click.FloatRange(0.0, 2.0), default=None,
+    help="Right pool answers replayed on the model's own answer, as a share of the failure rows [0.5].",
+)  # fmt: skip
+@click.option(
+    "--max-not-found-share", type=click.FloatRange(0.0, 0.5, max_open=True), default=None,
+    help="Most SFT rows with the abstention target (only where the passage is absent) [0.1].",
+)  # fmt: skip
 @click.option("--budget-minutes", type=float, default=None, help="Training time for the candidate.")
 @click.option("--method", type=click.Choice(["sft", "sft-dpo"]), default=None)
 @click.option("--eval-limit", type=click.IntRange(2), default=None, help="Frozen questions evaluated.")

@@ -1,11 +1,12 @@
-"""The loop's training side: the iteration's data (its failures, earlier iterations' replayed)
-and the candidate adapter trained on it (SFT, then DPO on top)."""
+"""The loop's training side: the iteration's data (its failures, earlier iterations' replayed, the
+current model's right answers as rehearsal rows) and the candidate adapter trained on it (SFT, then
+DPO on top)."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,25 +35,32 @@ def replay_failures(iterations: Sequence[dict[str, Any]], failures: Path) -> lis
     return replayed
 
 
-def training_data(work: Path, loop: LoopSettings) -> tuple[Path, Path, dict[str, str]]:
-    """Grounded SFT rows and preference pairs from the labelled failures."""
-    from finetune.config import GroundedDataRecipe, PreferenceRecipe
-    from finetune.data import file_sha256, write_dataset
+def training_data(
+    work: Path, loop: LoopSettings, pool_results: Sequence[Any], pool_samples: Mapping[str, Any]
+) -> tuple[Path, Path, dict[str, str], dict[str, Any]]:
+    """SFT rows (:mod:`eval.loop_data`: the failures to fix, the current model's right pool answers
+    replayed, capped abstentions) and preference pairs from the labelled failures; returns their
+    folders, the data hashes and the SFT rows' counts."""
+    from eval.loop_data import write_loop_sft
+    from finetune.config import PreferenceRecipe
+    from finetune.data import file_sha256
     from finetune.preferences import write_preferences
 
     failures = work / "failures.jsonl"
     if not failures.is_file() or not failures.read_text(encoding="utf-8").strip():
         raise ConfigError("no labelled failures to train on: label the queued questions, or widen the pool")
     sft_dir, pairs_dir = work / "sft-data", work / "pairs"
-    write_dataset(
-        GroundedDataRecipe(source="jsonl", path=failures, unanswerable_share=0.2, seed=loop.seed, out=sft_dir)
-    )
+    card = write_loop_sft(
+        failures, sft_dir, pool_results, pool_samples,
+        replay_share=loop.replay_share, max_not_found_share=loop.max_not_found_share, seed=loop.seed,
+    )  # fmt: skip
     write_preferences(
         PreferenceRecipe(
             squad=None,
             halueval=loop.halueval,
             halueval_pairs=loop.halueval_pairs,
             jsonl=failures,
+            unanswerable_share=loop.max_not_found_share,  # questions shown without their passage
             seed=loop.seed,
             max_per_type=loop.pairs_per_type,
             out=pairs_dir,
@@ -60,7 +68,7 @@ def training_data(work: Path, loop: LoopSettings) -> tuple[Path, Path, dict[str,
     )
     hashes = {"failures": file_sha256(failures), "sft": file_sha256(sft_dir / "train.jsonl")}
     hashes["pairs"] = file_sha256(pairs_dir / "train.jsonl")
-    return sft_dir, pairs_dir, hashes
+    return sft_dir, pairs_dir, hashes, card["rows"]
 
 
 def train_candidate(

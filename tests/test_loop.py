@@ -167,6 +167,14 @@ def test_iteration_end_to_end_records_lineage_and_decision(world: tuple[Settings
     assert candidate.method == "dpo" and record["method"] == "sft-dpo"
     assert record["parent"] is None and set(record["runs"]) == {"base", "pool", "candidate"}
     assert set(record["data_hashes"]) == {"failures", "sft", "pairs"}
+    sft_rows = record["sft_rows"]  # the SFT rows' makeup, in the record and in the data card
+    card = json.loads((Path(record["work_dir"]) / "sft-data" / "data_card.json").read_text(encoding="utf-8"))
+    assert (
+        card["rows"] == sft_rows
+        and sft_rows["rows"] == sft_rows["fix"] + sft_rows["anchor"] + sft_rows["not_found"]
+    )
+    assert sft_rows["not_found"] <= loop.max_not_found_share * sft_rows["rows"]
+    assert record["settings"]["replay_share"] == 0.5 and record["settings"]["max_not_found_share"] == 0.1
     assert record["frozen_split"]["questions"] >= 2 and record["pool"]["selected"]["labelled"] >= 1
     assert {"evaluate_current_s", "train_s", "calibrate_s", "evaluate_candidate_s"} <= set(record["stages"])
     # the candidate answered the pool questions it was not trained on, through the real app; a random
@@ -179,6 +187,159 @@ def test_iteration_end_to_end_records_lineage_and_decision(world: tuple[Settings
     assert not record["promoted"] and registry.promoted() is None and "kept" in record["reason"]
     (stored,) = registry.iterations()
     assert stored["candidate"] == record["candidate"] and stored["reason"] == record["reason"]
+
+
+# -- the SFT rows: fixes, anchors (the current model's right answers) and capped abstentions ------
+def _pool_result(i: int, answer: str, shown: list[str], *, abstained: bool = False) -> SampleResult:
+    from eval.types import Passage
+
+    question = QUESTIONS[i][0]
+    passages = [
+        Passage(n, src, None, 0, len(DOCS[src]), n, 1.0, DOCS[src], f"[{n}]" in answer)
+        for n, src in enumerate(shown, 1)
+    ]
+    return SampleResult(f"q{i}", 0, question, answer, abstained=abstained, passages=passages)
+
+
+def _loop_rows_world(tmp_path: Path) -> tuple[Path, list[SampleResult], dict[str, Any]]:
+    """Failures q0-q6 and q11 (answerable) plus a person's "unanswerable" label; pool answers: right
+    for q0 (also a failure), q7, q9 and q10, wrong for q1, an abstention for q2, and q4 right in
+    words but citing a passage without the answer."""
+    from eval.types import EvalSample
+
+    failures = tmp_path / "failures.jsonl"
+    rows: list[dict[str, Any]] = [
+        {
+            "id": f"q{i}",
+            "question": QUESTIONS[i][0],
+            "answer": QUESTIONS[i][1],
+            "context": DOCS[QUESTIONS[i][2]],
+        }
+        for i in (0, 1, 2, 3, 4, 5, 6, 11)
+    ]
+    rows.append({"id": "label-1", "question": "Who owns the tunnel?", "answer": None,
+                 "context": DOCS["/docs/tides.md"]})  # fmt: skip
+    failures.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    eng, doc, tides, volc = (f"/docs/{n}.md" for n in ("engineer", "doctor", "tides", "volcano"))
+    results = [
+        _pool_result(0, "John Miller [1]", [eng, doc, tides]),
+        _pool_result(1, "2005 [1]", [eng, doc]),
+        _pool_result(2, NOT_FOUND, [eng, volc], abstained=True),
+        _pool_result(4, "Priya Sharma [2]", [doc, tides]),
+        _pool_result(7, "The gravity of the moon [2]", [volc, tides, eng]),
+        _pool_result(9, "basalt [1]", [volc, doc]),
+        _pool_result(10, "[1] Magma chambers", [volc, tides]),
+    ]
+    samples = {
+        f"q{i}": EvalSample(f"q{i}", q, answers=[a], contexts=[DOCS[src]])
+        for i, (q, a, src) in enumerate(QUESTIONS)
+    }
+    return failures, results, samples
+
+
+def _target(row: dict[str, Any]) -> str:
+    return str(row["completion"][0]["content"])
+
+
+def test_loop_rows_replay_right_answers_and_cap_abstention(tmp_path: Path) -> None:
+    from eval.loop_data import loop_sft_rows, right_answers, write_loop_sft
+
+    failures, results, samples = _loop_rows_world(tmp_path)
+    assert {r.sample_id for r in right_answers(results, samples)} == {"q0", "q7", "q9", "q10"}
+    app_answers = {r.sample_id: r.answer for r in results}
+    for share in (0.1, 0.3):
+        rows, counts = loop_sft_rows(
+            failures, results, samples, replay_share=0.5, max_not_found_share=share, seed=0
+        )
+        anchors = [r for r in rows if r["meta"]["origin"] == "anchor"]
+        fixes = [r for r in rows if r["meta"]["origin"] == "fix"]
+        found_none = [r for r in rows if _target(r) == NOT_FOUND]
+        # anchors: right pool answers, the model's own answer word for word, over the prompt it saw
+        assert anchors and len(anchors) <= 0.5 * len(fixes) and counts["anchor"] == len(anchors)
+        for row in anchors:
+            assert row["meta"]["id"] in {"q0", "q7", "q9", "q10"}
+            assert _target(row) == app_answers[row["meta"]["id"]]
+            cited = row["meta"]["cited"]
+            assert (
+                f"[{cited}] " + " ".join(DOCS[QUESTIONS[int(row["meta"]["id"][1:])][2]].split())
+                in (row["prompt"][-1]["content"])
+            )
+        # an anchored question is not also a fix; fixes keep their passage and their gold answer
+        assert not {r["meta"]["id"] for r in anchors} & {r["meta"]["id"] for r in fixes}
+        assert all(_target(r) != NOT_FOUND and r["meta"]["answerable"] for r in fixes)
+        # abstention: capped, and only where the sources lack the answer
+        assert len(found_none) <= share * len(rows) and counts["not_found"] == len(found_none)
+        assert counts["rows"] == len(rows) and counts["fix"] == len(fixes)
+        for row in found_none:
+            assert row["meta"]["origin"] == "not_found" and not row["meta"]["answerable"]
+            assert row["meta"].get("id") not in {r["meta"]["id"] for r in fixes}  # never a fix's question
+            assert row["meta"].get("id") in {
+                "label-1",
+                *(r["meta"]["id"] for r in anchors),
+                "q7",
+                "q9",
+                "q10",
+            }
+            if row["meta"]["kind"] == "removed_passage":
+                i = int(row["meta"]["id"][1:])
+                assert QUESTIONS[i][1].lower() not in row["prompt"][-1]["content"].lower()
+            else:
+                assert row["meta"]["kind"] == "labelled_unanswerable" and row["meta"]["id"] == "label-1"
+    assert counts["not_found_removed_passage"] >= 1 and counts["not_found_labelled_unanswerable"] == 1
+    _, tight_counts = loop_sft_rows(
+        failures, results, samples, replay_share=0.5, max_not_found_share=0.1, seed=0
+    )
+    assert (
+        tight_counts["not_found"] == tight_counts["not_found_labelled_unanswerable"] == 1
+    )  # people's labels first
+    assert tight_counts["not_found_left_out"] >= 1
+
+    # no rehearsal: the right-answered failure stays a fix (gold target) and gets no abstention twin
+    rows, counts = loop_sft_rows(
+        failures, results, samples, replay_share=0.0, max_not_found_share=0.3, seed=0
+    )
+    assert counts["anchor"] == 0 and "q0" in {r["meta"]["id"] for r in rows if r["meta"]["origin"] == "fix"}
+    assert "q0" not in {r["meta"].get("id") for r in rows if _target(r) == NOT_FOUND}
+
+    # the data card states the counts and the settings; every row is a training row
+    card = write_loop_sft(
+        failures, tmp_path / "sft-data", results, samples, replay_share=0.5, max_not_found_share=0.1, seed=0
+    )
+    written = [json.loads(line) for line in (tmp_path / "sft-data" / "train.jsonl").read_text().splitlines()]
+    assert card["rows"] == tight_counts and len(written) == card["rows"]["rows"]
+    assert card["config"]["replay_share"] == 0.5 and card["config"]["max_not_found_share"] == 0.1
+    on_disk = json.loads((tmp_path / "sft-data" / "data_card.json").read_text())
+    assert on_disk["rows"]["anchor"] == sum(r["meta"]["origin"] == "anchor" for r in written)
+
+
+def test_sft_loss_is_on_the_completion_only(tmp_path: Path, tiny_model: Path) -> None:
+    """The installed TRL masks the prompt of prompt/completion rows: labels are -100 up to the
+    assistant's answer, and the answer's tokens (and the end of turn) are what the loss sees."""
+    from finetune.config import DataSource, LoraArgs, SFTRecipe, TrainArgs
+    from finetune.sft import build_trainer, load_base
+
+    row = {
+        "prompt": [{"role": "system", "content": "Answer from the sources."},
+                   {"role": "user", "content": "Sources: [1] The river was built in 1800. Question: When?"}],
+        "completion": [{"role": "assistant", "content": "1800 [1]"}],
+    }  # fmt: skip
+    recipe = SFTRecipe(
+        model=str(tiny_model), data=DataSource(train=tmp_path / "train.jsonl", validation=None),
+        train=TrainArgs(output_dir=tmp_path / "run", max_steps=1), lora=LoraArgs(r=2),
+    )  # fmt: skip
+    model, tokenizer = load_base(tiny_model, recipe)
+    trainer = build_trainer(recipe, model, tokenizer, [row], [], tiny_model)
+    example = trainer.train_dataset[0]
+    ids, labels = example["input_ids"], example["labels"]
+    prompt_ids = list(
+        tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, return_dict=True)[
+            "input_ids"
+        ]
+    )
+    assert ids[: len(prompt_ids)] == list(prompt_ids)
+    assert all(label == -100 for label in labels[: len(prompt_ids)])
+    learnt = tokenizer.decode([t for t, label in zip(ids, labels, strict=True) if label != -100])
+    assert learnt.strip().startswith("1800 [1]") and "Question" not in learnt
 
 
 class _Abstains:
