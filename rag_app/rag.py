@@ -13,7 +13,7 @@ from rag_app.embeddings.base import Embedder, embedder_model_name
 from rag_app.errors import IndexNotFoundError, QueryError
 from rag_app.generation.base import Generator, Message
 from rag_app.ingest import Ingester, IngestReport, installed_ingester
-from rag_app.retrieval import Filters, HybridRetriever
+from rag_app.retrieval import Filters, FixedPassages, HybridRetriever
 from rag_app.settings import Settings
 from rag_app.store.docstore import DocumentRow
 from rag_app.store.index import IndexStore
@@ -246,6 +246,16 @@ class RAG:
             temperature=temperature,
             on_step=on_step,
         )
+
+    def ask_with_passages(self, question: str, passages: Sequence[Hit]) -> Answer:
+        """Answer ``question`` from ``passages`` instead of the index's search results.
+
+        Everything else is :meth:`ask`'s: the prompt, the generator, the guard and the abstentions.
+        Passages with a dense score (from :meth:`search`) are rescored against ``question``, so
+        ``guard.min_retrieval_score`` judges them as it would the search results; edited passages
+        (a probe's counterfactual copy) are judged by what they now say."""
+        answerer = Answerer(FixedPassages(passages, self.embedder), self.generator, self.guard, self.settings)
+        return answerer.ask(question)
 
     def stream(
         self,

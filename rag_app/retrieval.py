@@ -1,10 +1,11 @@
 """Retrieval: the :class:`Retriever` protocol and its main backend, :class:`HybridRetriever` (dense
-and BM25 candidates from the store, fused, optionally diversified with MMR)."""
+and BM25 candidates from the store, fused, optionally diversified with MMR); :class:`FixedPassages`
+returns passages chosen beforehand."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -40,6 +41,24 @@ class Retriever(Protocol):
     def search(self, query: str, k: int | None = None, *, filters: Filters | None = None) -> list[Hit]:
         """Top-``k`` hits for ``query``, best first, optionally only from documents ``filters`` keeps."""
         ...
+
+
+class FixedPassages:
+    """A :class:`Retriever` that returns given passages whatever the query, each passage with a
+    dense score rescored against the query by ``embedder`` (so the answerer's retrieval gate,
+    ``guard.min_retrieval_score``, judges them as it would real hits)."""
+
+    def __init__(self, hits: Sequence[Hit], embedder: Embedder) -> None:
+        self.hits = list(hits)
+        self.embedder = embedder
+
+    def search(self, query: str, k: int | None = None, *, filters: Filters | None = None) -> list[Hit]:
+        """The first ``k`` of the given passages (``filters`` is ignored: they were chosen already)."""
+        if not any("dense" in h.scores for h in self.hits):  # BM25-only hits: no dense gate to feed
+            return self.hits[: k or None]
+        dense = self.embedder.embed_documents([h.text for h in self.hits]) @ self.embedder.embed_query(query)
+        rescored = [replace(h, scores={"dense": float(d)}) for h, d in zip(self.hits, dense, strict=True)]
+        return rescored[: k or None]
 
 
 def reciprocal_rank_fusion(ranked: Sequence[Sequence[tuple[int, float]]], k: int = 60) -> dict[int, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Generator as PyGenerator
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -332,6 +333,29 @@ def test_the_facade_shows_the_prompt_ask_would_send(small_index: Path, settings,
         "What is the capital of France?", 1, source="*tower*"
     )
     assert only is not None and [h.source for h in only.sources] == ["/docs/tower.md"]
+
+
+def test_the_facade_answers_over_given_passages(small_index: Path, settings, embedder) -> None:
+    """``RAG.ask_with_passages``: the prompt holds the given passages, not the index's; a passage
+    found by search is rescored against the new question, so one that no longer matches abstains
+    before generating, while a passage without a dense score is not gated."""
+    s = settings.model_copy(deep=True)
+    s.guard.enabled, s.guard.min_retrieval_score = False, 0.6
+    generator = ScriptedGenerator("Lyon [1]", "Paris [1]")
+    rag = RAG(small_index, s, embedder=embedder, generator=generator)
+    (found,) = rag.search("What is the capital of France?", k=1, mode="dense")
+    assert found.source == "/docs/paris.md" and "dense" in found.scores
+    edited = replace(found, text="Lyon is the capital of France.", source="/docs/lyon.md")
+    answer = rag.ask_with_passages("What is the capital of France?", [edited])
+    assert not answer.abstained and answer.text == "Lyon [1]"
+    assert "[1] Lyon is the capital of France." in generator.calls[0][-1]["content"]
+    assert [c.source for c in answer.citations] == ["/docs/lyon.md"]
+
+    far = rag.ask_with_passages("How do I replace a bicycle chain?", [found])
+    assert far.abstained and len(generator.calls) == 1  # rescored below the floor: nothing generated
+    bm25_only = replace(found, scores={"bm25": 1.0})
+    assert not rag.ask_with_passages("How do I replace a bicycle chain?", [bm25_only]).abstained
+    assert len(generator.calls) == 2
 
 
 class FixedRetriever:

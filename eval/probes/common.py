@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from eval.answer_metrics import token_f1
@@ -17,9 +18,7 @@ from rag_app.prompting import strip_citations
 if TYPE_CHECKING:
     from rag_app.answer import Answer
     from rag_app.documents import Hit
-    from rag_app.embeddings.base import Embedder
     from rag_app.rag import RAG
-    from rag_app.retrieval import Filters
 
 
 log = logging.getLogger(__name__)
@@ -32,24 +31,6 @@ _CALLS_PER_QUESTION = {"bias": 1 + len(BIAS_AXES), "robustness": 1 + len(PERTURB
 
 
 # -- asking --------------------------------------------------------------------------------
-class _FixedPassages:
-    """A retriever stand-in that returns given passages, scored against the query by the embedder
-    (so the answerer's retrieval gate judges them as it would real hits)."""
-
-    def __init__(self, hits: Sequence[Hit], embedder: Embedder) -> None:
-        self.hits = list(hits)
-        self.embedder = embedder
-
-    def search(self, query: str, k: int | None = None, *, filters: Filters | None = None) -> list[Hit]:
-        """The given passages (``filters`` is ignored: they were chosen already)."""
-        if not any("dense" in h.scores for h in self.hits):  # BM25-only app: no dense gate to feed
-            return self.hits[: k or None]
-        dense = self.embedder.embed_documents([h.text for h in self.hits]) @ self.embedder.embed_query(query)
-        return [replace(h, scores={"dense": float(d)}) for h, d in zip(self.hits, dense, strict=True)][
-            : k or None
-        ]
-
-
 @dataclass
 class _Asked:
     """An answer reduced to what the probes compare (or the error that stopped it)."""
@@ -98,10 +79,8 @@ def _ask(ask: Callable[[str], Answer], question: str) -> _Asked:
 
 
 def _fixed_ask(rag: RAG, question: str, hits: Sequence[Hit]) -> _Asked:
-    from rag_app.answering import Answerer
-
-    retriever = _FixedPassages(hits, rag.embedder)
-    return _ask(Answerer(retriever, rag.generator, rag.guard, rag.settings).ask, question)
+    """Ask over the given passages (:meth:`RAG.ask_with_passages`), not the index's search results."""
+    return _ask(partial(rag.ask_with_passages, passages=hits), question)
 
 
 def _search(rag: RAG, question: str) -> list[Hit]:
