@@ -313,6 +313,8 @@ def test_upload_ingest_search_and_delete(server: LiveServer, served: dict[str, A
         )
         assert report.status_code == 200, report.text
         assert report.json()["files_ingested"] == 1 and report.json()["index"] == "uploads"
+        assert report.json()["files"] == ["parking.md"]  # the name sent (its folder part dropped)
+        assert str(served["settings"].data_dir) not in report.text
         hit = http.post("/search", json={"query": "where do visitors park", "index": "uploads"}).json()[
             "hits"
         ][0]
@@ -345,9 +347,10 @@ def test_ingest_by_server_path_and_traversal(server: LiveServer, served: dict[st
     (roots / "link.txt").unlink(missing_ok=True)
     with _http(server, served["admin"]) as http:
         ok = http.post("/ingest", json={"index": "notes", "paths": ["notes"]})
-        assert ok.status_code == 200 and ok.json()["files_ingested"] == 1
+        assert ok.status_code == 200 and ok.json()["files_ingested"] == 1 and ok.json()["files"] == ["notes"]
         ok = http.post("/ingest", json={"index": "notes", "paths": [str(roots / "notes" / "kettle.md")]})
         assert ok.status_code == 200 and ok.json()["files_unchanged"] == 1
+        assert ok.json()["files"] == ["notes/kettle.md"] and str(roots) not in ok.text  # relative to the root
 
         for bad in ["../secret.txt", "notes/../../secret.txt", str(outside), "/etc/passwd"]:
             refused = http.post("/ingest", json={"index": "notes", "paths": [bad]})

@@ -54,8 +54,9 @@ def test_an_upload_the_ingest_fails_is_not_kept(tmp_path: Path, settings: Any, e
         answer = _upload(client, ("ferries.md", GOOD), ("broken.pdf", BROKEN_PDF))
         assert answer.status_code == 200, answer.text
         report = answer.json()
-        assert report["files_ingested"] == 1
-        assert [Path(f["path"]).name for f in report["files_failed"]] == ["broken.pdf"]
+        assert report["files_ingested"] == 1 and report["files"] == ["ferries.md", "broken.pdf"]
+        assert [f["path"] for f in report["files_failed"]] == ["broken.pdf"]  # the name sent, no server path
+        assert str(tmp_path) not in answer.text
     assert _folder(tmp_path) == {"ferries.md": GOOD}
 
 
@@ -68,6 +69,7 @@ def test_a_refused_replacement_brings_the_earlier_upload_back(
         answer = _upload(client, ("ferries.md", larger))
         assert answer.status_code == 200, answer.text
         assert answer.json()["files_ingested"] == 0 and len(answer.json()["files_skipped"]) == 1
+        assert answer.json()["files_skipped"][0]["path"] == "ferries.md" and str(tmp_path) not in answer.text
     assert _folder(tmp_path) == {"ferries.md": GOOD}
 
 
@@ -78,6 +80,7 @@ def test_uploads_are_undone_when_the_ingest_fails(tmp_path: Path, settings: Any,
         with _held_lock(index):  # another writer: with ingest_wait_s = 0 the request gets 409 at once
             locked = _upload(client, ("ferries.md", b"# Ferries\n\nNo ferries run.\n"), ("bus.md", GOOD))
         assert locked.status_code == 409 and locked.json()["error"]["type"] == "index_locked"
+        assert str(tmp_path) not in locked.text
     assert _folder(tmp_path) == {"ferries.md": GOOD}
     rag = RAG(index, settings, embedder=embedder)
     assert [Path(d.source).name for d in rag.documents()] == ["ferries.md"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field, StrictBool, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from rag_app.ingest import source_name
+from rag_app.ingest import IngestReport, source_name
 from rag_app.rag import RAG
 from rag_app.server.auth import ADMIN, READ, AuthFirstRoute
 from rag_app.server.contract import AUTH, INDEX_NAME_PATTERN, ApiError, IndexName, describe, documented
@@ -29,6 +30,37 @@ class IngestPathsRequest(BaseModel):
     index: IndexName | None = None
     paths: list[Annotated[str, Field(pattern="^[^\\x00]*$")]] = Field(min_length=1, max_length=1000)
     prune: StrictBool = False
+
+
+class NotIngested(BaseModel):
+    """A file the ingest failed or left out."""
+
+    path: str = Field(description="The file: its upload name, or its path relative to an ingest root.")
+    error: str = Field(description="Why it was not ingested.")
+
+
+class IngestAnswer(BaseModel):
+    """What ``POST /ingest`` did: :class:`rag_app.ingest.IngestReport`, naming no server folder."""
+
+    index: str = Field(description="The index written.")
+    files: list[str] = Field(
+        description="The uploaded file names, or the paths sent (JSON), relative to their ingest root."
+    )
+    files_seen: int = Field(description="Files found (folders walked).")
+    files_ingested: int = Field(description="Files new or changed, now indexed.")
+    files_unchanged: int = Field(description="Files indexed already with the same content.")
+    files_failed: list[NotIngested] = Field(description="Files that could not be loaded (uploads not kept).")
+    files_skipped: list[NotIngested] = Field(
+        description="Files left out (too large, not found; uploads not kept)."
+    )
+    files_removed: int = Field(description="Documents removed because their files are gone (`prune`).")
+    chunks_added: int
+    chunks_removed: int
+    chunks_embedded: int = Field(description="Chunks embedded now (the rest came from the embedding cache).")
+    chunks_reused: int
+    bytes_ingested: int
+    seconds: float
+    pii_redacted: dict[str, int] = Field(description="With `index.redact_pii`: redactions by type.")
 
 
 _INGEST_BODY = {
@@ -95,6 +127,7 @@ async def list_documents(state: State, name: str = PathParam(pattern=INDEX_NAME_
     tags=["indexes"],
     dependencies=ADMIN,
     openapi_extra=_INGEST_BODY,
+    response_model=IngestAnswer,
     responses=documented(*AUTH, 400, 403, 404, 409, 413, 415, 422, 500, 503),
 )
 async def ingest(request: Request, state: State) -> dict[str, Any]:
@@ -104,7 +137,8 @@ async def ingest(request: Request, state: State) -> dict[str, Any]:
     documents' sources: uploading the same file name again updates it). Server paths must lie
     under ``server.ingest_roots``, symlinks included. While another writer holds the index (a
     CLI ingest, another request), the request waits for it in a worker thread, up to
-    ``server.ingest_wait_s``, and then answers 409 ``index_locked``.
+    ``server.ingest_wait_s``, and then answers 409 ``index_locked``. The answer names uploads by
+    their file names and server paths relative to their ingest root.
     """  # the OpenAPI description; uploads the ingest refuses are not kept (rag_app.server.uploads)
     ctype = request.headers.get("content-type", "")
     wait = state.settings.ingest_wait_s
@@ -115,13 +149,15 @@ async def ingest(request: Request, state: State) -> dict[str, Any]:
             raise ApiError(400, "no_files", "send one or more files in the multipart field `files`")
         _, rag = await state.open_index(name, create=True)
         saved = await run_in_threadpool(save_uploads, uploads, state.uploads_dir / name, rag.ingest_formats)
+        sent = {source_name(p): p.name for p in saved.paths}  # where each upload lies -> its name
         try:  # another writer (a CLI ingest, another request): wait for it in this worker thread
             report = await run_in_threadpool(lambda: rag.ingest(saved.paths, wait=wait))
         except Exception:  # the ingest failed (locked, mismatched, ...): the uploads are not kept
             await run_in_threadpool(saved.undo)
             raise
         await run_in_threadpool(saved.settle, report)
-    elif ctype.startswith("application/json"):
+        return _client_report(report, name, list(sent.values()), _uploads_shown(sent, state.public))
+    if ctype.startswith("application/json"):
         try:
             spec = IngestPathsRequest.model_validate_json(await request.body())
         except ValidationError as exc:
@@ -131,11 +167,32 @@ async def ingest(request: Request, state: State) -> dict[str, Any]:
         name, rag = await state.open_index(spec.index, create=True)
         paths = await run_in_threadpool(allowed_paths, spec.paths, state.settings.ingest_roots, rag)
         report = await run_in_threadpool(lambda: rag.ingest(paths, prune=spec.prune, wait=wait))
-    else:
-        raise ApiError(
-            415, "unsupported_media_type", "send multipart/form-data (files) or application/json (paths)"
-        )
-    return {**report.to_dict(), "index": name}
+        return _client_report(report, name, [state.public(p) for p in spec.paths], state.public)
+    raise ApiError(
+        415, "unsupported_media_type", "send multipart/form-data (files) or application/json (paths)"
+    )
+
+
+def _client_report(
+    report: IngestReport, index: str, files: list[str], shown: Callable[[str], str]
+) -> dict[str, Any]:
+    """The :class:`IngestAnswer` of ``report``: the index by name, ``files`` as the client sent
+    them, and each failed or skipped file's path and reason passed through ``shown``."""
+    body = {**report.to_dict(), "index": index, "files": files}
+    for key in ("files_failed", "files_skipped"):
+        body[key] = [{"path": shown(f["path"]), "error": shown(f["error"])} for f in body[key]]
+    return body
+
+
+def _uploads_shown(sent: dict[str, str], public: Callable[[str], str]) -> Callable[[str], str]:
+    """Text with each saved upload's path (``sent``'s keys) as its file name, other paths made public."""
+
+    def shown(text: str) -> str:
+        for path in sorted(sent, key=len, reverse=True):
+            text = text.replace(path, sent[path])
+        return public(text)
+
+    return shown
 
 
 @router.delete(
