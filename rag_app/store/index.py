@@ -1,11 +1,14 @@
-"""An index folder opened for reading, and the single writer that changes it."""
+"""An index folder opened for reading: docstore, vectors, BM25 and manifest, kept current.
+
+:class:`IndexStore` opens (or creates) an index folder, loads the derived files on first use and
+reloads them when another process commits; stale or unreadable ones are rebuilt from the docstore
+in memory, and Milvus is reconciled with it after a crash. Changes go through the one writer,
+:class:`rag_app.store.writer.IndexWriter` (:meth:`IndexStore.writer`).
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import os
-import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,22 +16,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from rag_app.documents import Hit
 from rag_app.errors import IndexLockedError, IndexMismatchError, IndexNotFoundError
 from rag_app.store import milvus
 from rag_app.store import vectors as vec
 from rag_app.store.docstore import DOCSTORE_NAME, Docstore
-from rag_app.store.manifest import MANIFEST_NAME, Manifest
+from rag_app.store.manifest import MANIFEST_NAME, Manifest, utc_now
+from rag_app.store.milvus_connection import MilvusCollectionMissingError
 from rag_app.store.sparse import SparseIndex
+from rag_app.store.vector_protocol import IndexSpec, VectorIndex
+from rag_app.store.writer import LOCK_NAME, IndexWriter
 
 if TYPE_CHECKING:
     from rag_app.settings import IndexSettings
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = ".lock"
+__all__ = ["LOCK_NAME", "Candidates", "IndexStore", "IndexWriter"]
 
 
 def _folder_size(folder: Path) -> int:
@@ -41,10 +47,6 @@ def _folder_size(folder: Path) -> int:
         except OSError:
             continue
     return total
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class IndexStore:
         """IVF kinds: lists searched per query, over the manifest's (``index.nprobe``; 0 keeps it)."""
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._vectors: vec.VectorIndex | None = None
+        self._vectors: VectorIndex | None = None
         self._sparse: SparseIndex | None = None
         self._loaded_generation = -1
         self._manifest_mtime = self._manifest_stamp()
@@ -113,7 +115,7 @@ class IndexStore:
         with FileLock(str(path / LOCK_NAME), timeout=30):
             if not cls.exists(path):
                 Docstore(path / DOCSTORE_NAME).close()
-                now = _now()
+                now = utc_now()
                 Manifest(
                     embedding_model=embedding_model,
                     embedding_model_id=embedding_model_id,
@@ -181,7 +183,7 @@ class IndexStore:
             self._sparse = sparse
             self._loaded_generation = generation
 
-    def _milvus_loaded(self, generation: int) -> tuple[vec.VectorIndex, SparseIndex]:
+    def _milvus_loaded(self, generation: int) -> tuple[VectorIndex, SparseIndex]:
         """Milvus (repaired first when the manifest lags behind the docstore) and BM25."""
         m = self.manifest
         if m.generation != generation or not m.vectors_file:
@@ -189,8 +191,8 @@ class IndexStore:
         if not m.vectors_file:  # never synced, and a writer is at it: search in memory meanwhile
             return self._rebuild()
         try:
-            index: vec.VectorIndex = milvus.MilvusIndex.load(self.folder / m.vectors_file)
-        except milvus.MilvusCollectionMissingError as exc:
+            index: VectorIndex = milvus.MilvusIndex.load(self.folder / m.vectors_file)
+        except MilvusCollectionMissingError as exc:
             log.warning("%s; filling a new one from the docstore", exc)
             m = self._repair_milvus()
             index = milvus.MilvusIndex.load(self.folder / m.vectors_file)
@@ -217,19 +219,19 @@ class IndexStore:
         self._manifest_mtime = self._manifest_stamp()
         return self.manifest
 
-    def _rebuild(self) -> tuple[vec.VectorIndex, SparseIndex]:
+    def _rebuild(self) -> tuple[VectorIndex, SparseIndex]:
         _, chunks = self.docstore.counts()
         spec = (
-            vec.IndexSpec(self.manifest.index_type, self.manifest.index_params)
+            IndexSpec(self.manifest.index_type, self.manifest.index_params)
             if chunks and self.manifest.backend != milvus.KIND
-            else vec.IndexSpec("flat")
+            else IndexSpec("flat")
         )
         dim = self.manifest.dimension
         index = vec.build_index(spec, dim, self.docstore.iter_vectors(dim))
         return index, SparseIndex.build(self.docstore.iter_texts())
 
     @property
-    def vectors(self) -> vec.VectorIndex:
+    def vectors(self) -> VectorIndex:
         """The vector index (on GPU when available and allowed)."""
         self._ensure_loaded()
         assert self._vectors is not None
@@ -271,7 +273,7 @@ class IndexStore:
         return self.docstore.vectors_for(chunk_ids, self.manifest.dimension)
 
     def _stored_vectors(self, chunk_ids: np.ndarray) -> np.ndarray:
-        """:data:`vec.VectorSource` of the docstore, for ``refine``."""
+        """:data:`~rag_app.store.vector_protocol.VectorSource` of the docstore, for ``refine``."""
         return self.chunk_vectors(chunk_ids.tolist())
 
     def stats(self) -> dict[str, Any]:
@@ -335,219 +337,3 @@ class IndexStore:
         if store is not None:
             store.close()
             self._local.docstore = None
-
-
-class IndexWriter:
-    """Changes an index under an exclusive lock. Each :meth:`put`/:meth:`delete` is one transaction.
-
-    :meth:`finish` brings the FAISS and BM25 files up to the committed generation and writes
-    the manifest; a crash before that leaves them stale, and readers rebuild them.
-    """
-
-    def __init__(self, store: IndexStore, index_type: str | IndexSettings, *, wait: float = 0.0) -> None:
-        self.store = store
-        if isinstance(index_type, str):
-            self.index_type, self.index_overrides = index_type, {}
-        else:
-            self.index_type, self.index_overrides = index_type.index_type, index_type.vector_params()
-        self.wait = max(0.0, float(wait))
-        # a lock object of its own: another writer in this process waits like another process would
-        self._filelock = FileLock(str(store.folder / LOCK_NAME), timeout=self.wait)
-        self.db: Docstore | None = None
-        self.added_ids: list[int] = []
-        self.added_vectors: list[np.ndarray] = []
-        self.removed_ids: list[int] = []
-        self.start_generation = 0
-        self.settings = None if isinstance(index_type, str) else index_type
-        """The ``index`` settings (backend and Milvus target); None keeps the manifest's backend."""
-        self.milvus: milvus.MilvusIndex | None = None
-        self.resync = False
-        """Reconcile Milvus with the docstore at :meth:`finish` even if the manifest looks current."""
-
-    def __enter__(self) -> IndexWriter:
-        try:
-            self._filelock.acquire()
-        except Timeout:
-            waited = f" (waited {self.wait:g} s)" if self.wait else ""
-            raise IndexLockedError(
-                f"another process is writing to the index {self.store.folder}{waited}; wait for it to "
-                "finish, or let writers queue (rag-app ingest --wait SECONDS, index.lock_wait_s, "
-                "server.ingest_wait_s)"
-            ) from None
-        self.db = Docstore(self.store.folder / DOCSTORE_NAME)
-        self.start_generation = self.db.generation
-        try:  # Milvus unreachable or of another dimension: fail before anything changes
-            self.milvus = milvus.open_for_writer(
-                self.store.folder, Manifest.load(self.store.folder), self.settings
-            )
-        except BaseException:
-            self.db.close()
-            self._filelock.release()
-            raise
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            if exc_type is None:
-                self.finish()
-        finally:
-            if self.milvus is not None:
-                self.milvus.close()
-            if self.db is not None:
-                self.db.close()
-            self._filelock.release()
-
-    @property
-    def _db(self) -> Docstore:
-        if self.db is None:
-            raise RuntimeError("use the writer as a context manager")
-        return self.db
-
-    def cached_vectors(self, text_hashes: Sequence[str]) -> dict[str, bytes]:
-        return self._db.cached_vectors(text_hashes)
-
-    def put(self, documents: Sequence[dict[str, Any]]) -> tuple[int, int]:
-        """Insert or replace documents in one transaction.
-
-        Each dict has the keywords of :meth:`Docstore.replace_document` (``source``,
-        ``content_hash``, ``format``, ``size``, ``mtime``, ``metadata``, ``chunks``,
-        ``text_hashes``, ``vectors``). Returns (chunks added, chunks removed).
-        """
-        added_total = removed_total = 0
-        with self._db.transaction():
-            for doc in documents:
-                added, removed = self._db.replace_document(**doc)
-                self.added_ids.extend(added)
-                self.added_vectors.append(np.asarray(doc["vectors"], dtype=np.float32))
-                self.removed_ids.extend(removed)
-                added_total += len(added)
-                removed_total += len(removed)
-            if documents:
-                self._db.bump_generation()
-        return added_total, removed_total
-
-    def delete(self, sources: Sequence[str]) -> int:
-        """Remove documents by source in one transaction; returns chunks removed."""
-        removed_total = 0
-        with self._db.transaction():
-            for source in sources:
-                removed = self._db.delete_document(source)
-                self.removed_ids.extend(removed)
-                removed_total += len(removed)
-            if sources:
-                self._db.bump_generation()
-        return removed_total
-
-    def document(self, source: str) -> Any:
-        return self._db.document(source)
-
-    def sources(self) -> set[str]:
-        return self._db.sources()
-
-    def finish(self) -> None:
-        """Write FAISS, BM25 and the manifest for the committed generation (no-op if nothing changed)."""
-        db = self._db
-        store = self.store
-        generation = db.generation
-        manifest = Manifest.load(store.folder)
-        on_milvus = self.milvus is not None and milvus.same_collection(self.milvus, manifest)
-        same_backend = on_milvus or (self.milvus is None and manifest.backend != milvus.KIND)
-        if generation == manifest.generation and manifest.vectors_file and same_backend and not self.resync:
-            return
-        docs, chunks = db.counts()
-        dim = manifest.dimension
-        if self.milvus is not None:  # Milvus serves the vectors; a small file names its collection
-            index: vec.VectorIndex = self.milvus
-            kind, params = milvus.KIND, self._synced_milvus(self.milvus, manifest, on_milvus)
-            vectors_file = f"vectors.{generation}{milvus.POINTER_SUFFIX}"
-        else:
-            spec = vec.choose_spec(chunks, self.index_type, self.index_overrides)
-            index, params = self._updated_vectors(manifest, spec, dim, chunks)
-            kind, vectors_file = spec.type, f"vectors.{generation}.faiss"
-        index.save(store.folder / vectors_file)
-        bm25_dir = f"bm25.{generation}"
-        tmp_dir = store.folder / f".{bm25_dir}.tmp"
-        SparseIndex.build(db.iter_texts()).save(tmp_dir)
-        if (store.folder / bm25_dir).exists():
-            shutil.rmtree(store.folder / bm25_dir)
-        os.replace(tmp_dir, store.folder / bm25_dir)
-        manifest.generation = generation
-        manifest.vectors_file = vectors_file
-        manifest.bm25_dir = bm25_dir
-        manifest.backend = milvus.KIND if self.milvus is not None else "faiss"
-        manifest.index_type = kind
-        manifest.index_params = params
-        manifest.documents, manifest.chunks, manifest.vectors = docs, chunks, index.ntotal
-        manifest.updated_at = _now()
-        manifest.save(store.folder)
-        self._remove_old_files(vectors_file, bm25_dir)
-
-    def _updated_vectors(
-        self, manifest: Manifest, spec: vec.IndexSpec, dim: int, chunks: int
-    ) -> tuple[vec.VectorIndex, dict[str, Any]]:
-        """The vector index of the committed chunks and the parameters to record for it.
-
-        An updatable index (flat, IVF-PQ) whose file matches the generation we started from is
-        updated in place, unless it has outgrown its training (:func:`vec.outgrown`) or a build
-        parameter set in the settings changed; anything else is rebuilt from the docstore.
-        """
-        path = self.store.folder / manifest.vectors_file if manifest.vectors_file else None
-        old = manifest.index_params
-        overrides = self.index_overrides
-        changed = any(k in old and old[k] != v for k, v in overrides.items() if k in vec.BUILD_KEYS)
-        if (
-            vec.backend(spec.type).updatable
-            and manifest.index_type == spec.type
-            and manifest.generation == self.start_generation
-            and path is not None
-            and path.is_file()
-            and not changed
-            and not vec.outgrown(old, chunks)
-        ):
-            index = vec.load_index(spec.type, path, dim)
-            self._apply_changes(index, dim)
-            return index, old | {k: v for k, v in overrides.items() if k in old and k in vec.SEARCH_KEYS}
-        index = vec.build_index(spec, dim, self._db.iter_vectors(dim))
-        return index, vec.recorded_params(index, spec)
-
-    def _synced_milvus(
-        self, index: milvus.MilvusIndex, manifest: Manifest, on_milvus: bool
-    ) -> dict[str, Any]:
-        """Bring ``index`` to the committed chunks; returns the parameters to record for it.
-
-        A collection that held the generation we started from gets this writer's removals and
-        additions; any other (new, another collection, a crash since the last sync) is reconciled
-        with the whole docstore (:func:`milvus.reconcile`).
-        """
-        if on_milvus and manifest.generation == self.start_generation and not self.resync:
-            self._apply_changes(index, manifest.dimension)
-        else:
-            deleted, upserted = milvus.reconcile(index, self._db, manifest.dimension)
-            if on_milvus and (deleted or upserted):
-                log.warning(
-                    "Milvus collection %r was behind the docstore (a crash between the two?): "
-                    "%d stray ids deleted, %d chunks upserted from the docstore",
-                    index.collection,
-                    deleted,
-                    upserted,
-                )
-        return index.params
-
-    def _apply_changes(self, index: vec.VectorIndex, dim: int) -> None:
-        """Remove this writer's removed chunks from ``index`` and add its added ones still present."""
-        if self.removed_ids:
-            index.remove(np.asarray(self.removed_ids, dtype=np.int64))
-        if self.added_ids:
-            ids = np.asarray(self.added_ids, dtype=np.int64)
-            live = self._db.vectors_for(self.added_ids, dim)  # drop ids replaced again later
-            keep = np.isin(ids, self.removed_ids, invert=True)
-            index.add(ids[keep], live[keep])
-
-    def _remove_old_files(self, vectors_file: str, bm25_dir: str) -> None:
-        for path in self.store.folder.iterdir():
-            name = path.name
-            old_vectors = name.endswith((".faiss", milvus.POINTER_SUFFIX)) and name != vectors_file
-            if name.startswith("vectors.") and old_vectors and path.is_file():
-                path.unlink(missing_ok=True)
-            elif name.startswith("bm25.") and name != bm25_dir and path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)

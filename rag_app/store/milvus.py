@@ -1,18 +1,13 @@
-"""Milvus as a vector backend: :class:`MilvusIndex`, a :class:`~rag_app.store.vectors.VectorIndex`.
+"""Milvus as a vector backend: :class:`MilvusIndex`, a :class:`~rag_app.store.vector_protocol.VectorIndex`.
 
 Milvus holds the vectors and their integer chunk ids, nothing else: texts, offsets and a copy of
-every vector stay in the SQLite docstore, the source of truth. Where it runs:
-
-- ``index.milvus_uri`` unset: a milvus-lite database folder ``vectors.milvus.db`` inside the index
-  folder (in-process, no server; one process at a time may open it); a relative ``.db`` path is
-  taken inside the index folder too;
-- ``index.milvus_uri = "http://host:19530"``: a Milvus server or cluster; the token (``user:password``
-  or an API key) comes from ``$RAG_APP_MILVUS_TOKEN`` and is never written to the manifest (a URI
-  with credentials in it is refused).
+every vector stay in the SQLite docstore, the source of truth. Where it runs (milvus-lite inside
+the index folder, or a server named by ``index.milvus_uri`` with the token in
+``$RAG_APP_MILVUS_TOKEN``) and how it is reached is :mod:`rag_app.store.milvus_connection`'s.
 
 The collection is ``index.milvus_collection``, or one named after the index folder
 (:func:`default_collection`). The writer changes Milvus only after the docstore has committed
-(:meth:`rag_app.store.index.IndexWriter.finish`); an index whose manifest lags behind the docstore
+(:meth:`rag_app.store.writer.IndexWriter.finish`); an index whose manifest lags behind the docstore
 (a crash between the two stores) is repaired by :func:`reconcile`: ids Milvus holds that the
 docstore does not are deleted, chunks it lacks are upserted from the docstore's vectors.
 
@@ -29,22 +24,34 @@ pymilvus is imported inside functions, so importing this module stays cheap.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
-import os
-import re
-import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from rag_app.errors import ConfigError, IndexMismatchError, StoreUnavailableError
+from rag_app.errors import IndexMismatchError
 from rag_app.store.fsutil import atomic_write_text
+from rag_app.store.milvus_connection import (
+    DEFAULT_TIMEOUT_S,
+    LITE_NAME,
+    TOKEN_ENV,
+    MilvusCollectionMissingError,
+    MilvusUnavailableError,
+    close_client,
+    connect_uri,
+    default_collection,
+    failures,
+    is_lite,
+    lite_servers,
+    open_client,
+    quiet_lite_server,
+    reason,
+    recorded_uri,
+)
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -52,19 +59,40 @@ if TYPE_CHECKING:
     from rag_app.settings import IndexSettings
     from rag_app.store.docstore import Docstore
     from rag_app.store.manifest import Manifest
-    from rag_app.store.vectors import IndexSpec
+    from rag_app.store.vector_protocol import IndexSpec
+
+__all__ = [
+    "BATCH",
+    "DEFAULT_TIMEOUT_S",
+    "DESCRIPTION",
+    "ID_FIELD",
+    "KIND",
+    "LITE_NAME",
+    "MILVUS_INDEX_TYPES",
+    "POINTER_SUFFIX",
+    "TOKEN_ENV",
+    "VECTOR_FIELD",
+    "WINDOW",
+    "MilvusCollectionMissingError",
+    "MilvusIndex",
+    "MilvusUnavailableError",
+    "connect",
+    "connect_uri",
+    "default_collection",
+    "is_lite",
+    "lite_servers",
+    "open_for_writer",
+    "reconcile",
+    "recorded_uri",
+    "same_collection",
+]
 
 log = logging.getLogger(__name__)
 
 KIND = "milvus"
-TOKEN_ENV = "RAG_APP_MILVUS_TOKEN"
-"""Environment variable holding the Milvus token (``user:password`` or an API key)."""
-LITE_NAME = "vectors.milvus.db"
-"""The milvus-lite database folder inside an index folder (the default ``index.milvus_uri``)."""
 POINTER_SUFFIX = ".milvus.json"
 """Ending of the small file naming the Milvus collection of one generation (the manifest's
 ``vectors_file``, as ``vectors.<generation>.faiss`` is for FAISS)."""
-DEFAULT_TIMEOUT_S = 10.0
 DESCRIPTION = "rag-app vectors by docstore chunk id"
 """Description of the collections this module creates. An existing collection is used only if its
 fields are exactly ``id`` (primary key) and ``vector`` and its description is this or empty
@@ -78,172 +106,6 @@ BATCH = 2_000
 MILVUS_INDEX_TYPES = {"flat": "FLAT", "hnsw": "HNSW", "ivf": "IVF_FLAT"}
 """``index.index_type`` -> the Milvus index a new collection gets (``auto``: FLAT, exact, on
 milvus-lite; AUTOINDEX on a server)."""
-
-_SCHEMES = ("http://", "https://", "tcp://", "unix:")
-
-
-class MilvusUnavailableError(StoreUnavailableError):
-    """Milvus could not be reached or refused a request; the message names the URI and what to check."""
-
-
-class MilvusCollectionMissingError(MilvusUnavailableError):
-    """The collection an index folder names is gone (dropped); a writer fills a new one from the docstore."""
-
-
-# -- where -------------------------------------------------------------------------------------
-def is_lite(uri: str) -> bool:
-    """Whether ``uri`` names a milvus-lite database (a local path) rather than a server."""
-    return not uri.startswith(_SCHEMES)
-
-
-def default_collection(folder: Path) -> str:
-    """A collection name for the index folder ``folder``: its name plus a hash of its full path."""
-    resolved = str(Path(folder).resolve())
-    stem = re.sub(r"[^A-Za-z0-9_]", "_", Path(resolved).name)[:40] or "index"
-    return f"rag_{stem}_{hashlib.sha1(resolved.encode()).hexdigest()[:8]}"
-
-
-def recorded_uri(uri: str) -> str:
-    """``uri`` as the manifest records it; a URI carrying credentials is refused (they go in the token)."""
-    if not uri:
-        return LITE_NAME
-    if is_lite(uri) and not uri.endswith(".db"):
-        raise ConfigError(
-            f"index.milvus_uri {uri!r} is neither a server (http://host:19530) nor a milvus-lite "
-            "database path ending in .db"
-        )
-    if not is_lite(uri):
-        parts = urlsplit(uri)
-        if parts.username or parts.password or "token=" in parts.query:
-            raise ConfigError(
-                f"index.milvus_uri must not carry credentials (they would be written to the manifest); "
-                f"set ${TOKEN_ENV} instead and use {parts.scheme}://{parts.hostname}:{parts.port or 19530}"
-            )
-    return uri
-
-
-def connect_uri(uri: str, folder: Path | None) -> str:
-    """What pymilvus connects to: a server URI as is, a relative lite path under ``folder``."""
-    if is_lite(uri) and folder is not None and not Path(uri).is_absolute():
-        return str(Path(folder) / uri)
-    return uri
-
-
-def open_for_writer(folder: Path, manifest: Manifest, settings: IndexSettings | None) -> MilvusIndex | None:
-    """The collection a writer of the index folder ``folder`` syncs to; None when FAISS serves it.
-
-    ``settings`` None keeps what the manifest records. Unset ``milvus_uri`` / ``milvus_collection``
-    keep the recorded ones too, else take the defaults (milvus-lite inside the folder, a collection
-    named after it). Connected now, so an unreachable Milvus or a collection of another dimension
-    fails before anything in the index changes.
-    """
-    on_milvus = manifest.backend == KIND
-    current = manifest.index_params if on_milvus else {}
-    if settings is None:
-        if not on_milvus:
-            return None
-        uri, collection, timeout, requested = current.get("uri", ""), "", DEFAULT_TIMEOUT_S, "auto"
-    elif settings.backend != KIND:
-        return None
-    else:
-        uri, collection = settings.milvus_uri, settings.milvus_collection
-        timeout, requested = settings.milvus_timeout_s, settings.index_type
-    uri = recorded_uri(uri or current.get("uri", ""))
-    collection = collection or current.get("collection") or default_collection(folder)
-    return connect(
-        uri,
-        collection,
-        manifest.dimension,
-        folder=folder,
-        index_type=MILVUS_INDEX_TYPES.get(requested),
-        timeout=timeout,
-    )
-
-
-def same_collection(index: MilvusIndex, manifest: Manifest) -> bool:
-    """Whether the manifest records ``index``'s collection as the one serving the index."""
-    params = manifest.index_params
-    return (
-        manifest.backend == KIND
-        and params.get("uri") == index.uri
-        and params.get("collection") == index.collection
-    )
-
-
-# -- milvus-lite servers: one per database folder and process, released when unused -------------
-_lite_lock = threading.Lock()
-_lite_users: dict[str, int] = {}
-
-
-def _lite_acquire(path: str) -> None:
-    with _lite_lock:
-        _lite_users[path] = _lite_users.get(path, 0) + 1
-
-
-def _lite_release(path: str) -> None:
-    with _lite_lock:
-        left = _lite_users.get(path, 0) - 1
-        if left > 0:
-            _lite_users[path] = left
-            return
-        _lite_users.pop(path, None)
-    try:
-        from milvus_lite.server_manager import server_manager_instance
-    except ImportError:
-        return
-    server_manager_instance.release_server(path)  # frees the database's lock for other processes
-
-
-def lite_servers() -> list[str]:
-    """Database folders this process holds a milvus-lite server for (to check clean-up)."""
-    with _lite_lock:
-        return sorted(_lite_users)
-
-
-def _close(client: MilvusClient, lite_path: str | None) -> None:
-    with contextlib.suppress(Exception):
-        client.close()
-    if lite_path is not None:
-        _lite_release(lite_path)
-
-
-def _failures() -> tuple[type[BaseException], ...]:
-    """What a failed Milvus request raises: pymilvus's errors, and grpc's own on a missed deadline."""
-    import grpc
-    from pymilvus.exceptions import MilvusException
-
-    return (MilvusException, grpc.RpcError)
-
-
-def _reason(exc: BaseException) -> str:
-    details = getattr(exc, "details", None)
-    return str(getattr(exc, "message", None) or (details() if callable(details) else "") or exc)
-
-
-def _client(uri: str, timeout: float) -> tuple[MilvusClient, str | None]:
-    """A connected client and, for milvus-lite, the database path it holds; clear errors otherwise."""
-    from pymilvus import MilvusClient
-
-    lite_path = str(Path(uri).resolve()) if is_lite(uri) else None
-    if lite_path is not None:
-        Path(lite_path).parent.mkdir(parents=True, exist_ok=True)
-        _lite_acquire(lite_path)
-    try:
-        client = MilvusClient(uri=lite_path or uri, token=os.environ.get(TOKEN_ENV, ""), timeout=timeout)
-    except _failures() as exc:
-        if lite_path is not None:
-            _lite_release(lite_path)
-            raise MilvusUnavailableError(
-                f"cannot open the milvus-lite database {uri}: {_reason(exc)}; milvus-lite lets one "
-                "process open a database at a time, so stop the other one (a `rag-app serve`?) or "
-                "point index.milvus_uri at a Milvus server"
-            ) from None
-        raise MilvusUnavailableError(
-            f"cannot reach Milvus at {uri} (timeout {timeout:g} s): {_reason(exc)}; check that the server "
-            f"runs and listens there (index.milvus_uri, gRPC port 19530 by default) and that "
-            f"${TOKEN_ENV} holds a valid token"
-        ) from None
-    return client, lite_path
 
 
 # -- the index ---------------------------------------------------------------------------------
@@ -275,7 +137,7 @@ class MilvusIndex:
         self.dimension = dimension
         self.index_type = index_type
         self.timeout = timeout
-        self._finalizer = weakref.finalize(self, _close, client, lite_path)
+        self._finalizer = weakref.finalize(self, close_client, client, lite_path)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -343,10 +205,10 @@ class MilvusIndex:
     def _request(self, what: str) -> Iterator[None]:
         try:
             yield
-        except _failures() as exc:
+        except failures() as exc:
             raise MilvusUnavailableError(
                 f"Milvus at {self.uri} failed to {what} in collection {self.collection!r}: "
-                f"{_reason(exc)}; check that the server is up (index.milvus_uri) and ${TOKEN_ENV}"
+                f"{reason(exc)}; check that the server is up (index.milvus_uri) and ${TOKEN_ENV}"
             ) from None
 
     @property
@@ -433,12 +295,12 @@ def connect(
     Requests to a server wait up to ``timeout`` seconds too; milvus-lite runs in this process, so
     its requests have no deadline (on a busy machine they can take longer than a network timeout).
     """
-    client, lite_path = _client(connect_uri(uri, folder), timeout)
+    client, lite_path = open_client(connect_uri(uri, folder), timeout)
     requests = None if lite_path is not None else timeout
     try:
         kind = _open_collection(client, uri, collection, dimension, index_type, requests, create)
     except BaseException:
-        _close(client, lite_path)
+        close_client(client, lite_path)
         raise
     return MilvusIndex(client, uri, collection, dimension, kind, timeout=requests, lite_path=lite_path)
 
@@ -485,7 +347,7 @@ def _open_collection(
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dimension)
         index_params = client.prepare_index_params()
         index_params.add_index(field_name=VECTOR_FIELD, index_type=kind, metric_type="IP")
-        with _quiet_lite_server(uri):
+        with quiet_lite_server(uri):
             client.create_collection(
                 collection,
                 schema=schema,
@@ -494,26 +356,52 @@ def _open_collection(
                 timeout=timeout,
             )
         return kind
-    except _failures() as exc:
+    except failures() as exc:
         raise MilvusUnavailableError(
-            f"{where}: {_reason(exc)}; check that the server is up and ${TOKEN_ENV} grants access"
+            f"{where}: {reason(exc)}; check that the server is up and ${TOKEN_ENV} grants access"
         ) from None
 
 
-@contextlib.contextmanager
-def _quiet_lite_server(uri: str) -> Iterator[None]:
-    """Hide the traceback grpc logs when pymilvus asks milvus-lite for a call it lacks (AllocTimestamp,
-    while waiting for a new collection's index; pymilvus carries on without it)."""
-    if not is_lite(uri):
-        yield
-        return
-    grpc_log = logging.getLogger("grpc._server")
-    level = grpc_log.level
-    grpc_log.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        grpc_log.setLevel(level)
+# -- for the writer of an index folder ---------------------------------------------------------
+def open_for_writer(folder: Path, manifest: Manifest, settings: IndexSettings | None) -> MilvusIndex | None:
+    """The collection a writer of the index folder ``folder`` syncs to; None when FAISS serves it.
+
+    ``settings`` None keeps what the manifest records. Unset ``milvus_uri`` / ``milvus_collection``
+    keep the recorded ones too, else take the defaults (milvus-lite inside the folder, a collection
+    named after it). Connected now, so an unreachable Milvus or a collection of another dimension
+    fails before anything in the index changes.
+    """
+    on_milvus = manifest.backend == KIND
+    current = manifest.index_params if on_milvus else {}
+    if settings is None:
+        if not on_milvus:
+            return None
+        uri, collection, timeout, requested = current.get("uri", ""), "", DEFAULT_TIMEOUT_S, "auto"
+    elif settings.backend != KIND:
+        return None
+    else:
+        uri, collection = settings.milvus_uri, settings.milvus_collection
+        timeout, requested = settings.milvus_timeout_s, settings.index_type
+    uri = recorded_uri(uri or current.get("uri", ""))
+    collection = collection or current.get("collection") or default_collection(folder)
+    return connect(
+        uri,
+        collection,
+        manifest.dimension,
+        folder=folder,
+        index_type=MILVUS_INDEX_TYPES.get(requested),
+        timeout=timeout,
+    )
+
+
+def same_collection(index: MilvusIndex, manifest: Manifest) -> bool:
+    """Whether the manifest records ``index``'s collection as the one serving the index."""
+    params = manifest.index_params
+    return (
+        manifest.backend == KIND
+        and params.get("uri") == index.uri
+        and params.get("collection") == index.collection
+    )
 
 
 def reconcile(index: MilvusIndex, db: Docstore, dimension: int) -> tuple[int, int]:
