@@ -89,9 +89,9 @@ CONFIGS = (
     Config("hnsw", "hnsw"),
     Config("ivf-flat", "ivf"),
     Config("ivfpq", "ivfpq", {"refine": 0}),
-    Config("ivfpq+refine", "ivfpq", {"refine": 4}),
-    Config("opq-ivfpq+refine", "opq-ivfpq", {"refine": 4}),
-    Config("hnsw-pq+refine", "hnsw-pq", {"refine": 4}),
+    Config("ivfpq+refine", "ivfpq", {"refine": 8}),
+    Config("opq-ivfpq+refine", "opq-ivfpq", {"refine": 8}),
+    Config("hnsw-pq+refine", "hnsw-pq", {"refine": 8}),
 )
 
 

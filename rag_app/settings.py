@@ -107,9 +107,10 @@ class IndexSettings(_Section):
     train_size: int = Field(0, ge=0)
     """PQ kinds: vectors the quantizers are trained on (the oldest chunks); 0 picks 40 x nlist, at
     least 65,536 (or every vector when there are fewer)."""
-    refine: int = Field(4, ge=0)
+    refine: int = Field(8, ge=0)
     """PQ kinds: re-score the best ``refine`` x k PQ candidates exactly against the float vectors
-    kept in the docstore, so scores are true cosines; 0 returns PQ scores (less recall)."""
+    kept in the docstore, so scores are true cosines; 0 returns PQ scores (less recall). At 1M
+    vectors 4 gave recall@10 0.85, 8 gave 0.92 at p50 4.8 ms, 16 0.96 at 6.1 ms (bench/README)."""
     retrain_factor: float = Field(4.0, ge=0)
     """PQ kinds: new vectors are encoded with the existing quantizers until the index holds this
     many times the vectors it was built for; the next write then retrains it (0: never)."""

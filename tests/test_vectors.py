@@ -66,7 +66,7 @@ def test_auto_picks_pq_past_a_million_and_settings_override_defaults() -> None:
     assert vec.choose_spec(vec.HNSW_MAX).type == "ivfpq"
     assert vec.choose_spec(vec.HNSW_MAX).params["nlist"] == 4096
     spec = vec.choose_spec(10_000, "opq-ivfpq", PQ.vector_params())
-    assert spec.params["nlist"] == 16 and spec.params["pq_m"] == 8 and spec.params["refine"] == 4
+    assert spec.params["nlist"] == 16 and spec.params["pq_m"] == 8 and spec.params["refine"] == 8
     assert spec.params["nprobe"] == vec.PqIndex.default_params(10_000)["nprobe"]  # 0: the default
     assert vec.choose_spec(10_000, "flat", PQ.vector_params()).params == {}
     no_refine = IndexSettings(refine=0, retrain_factor=0).vector_params()

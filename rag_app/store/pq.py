@@ -78,7 +78,7 @@ class PqIndex(FaissIndex):
             "pq_m": 0,
             "pq_nbits": 8,
             "train_size": min(max(n_vectors, 1), max(65_536, 40 * nlist)),
-            "refine": 4,
+            "refine": 8,
             "retrain_factor": 4.0,
             "built_for": n_vectors,
         }
