@@ -9,7 +9,6 @@ keeps every batch committed before it and loses nothing already indexed.
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,20 +19,29 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from indexes.chunking import Chunker
-from indexes.discovery import content_hash, discover, source_name
+from indexes.discovery import content_hash, source_name
+from indexes.ingest_steps import (
+    commit,
+    discover_files,
+    make_chunker,
+    open_or_create,
+    open_writer,
+    prune_missing,
+    read_and_chunk,
+    record_failure,
+    unchanged,
+    unreadable,
+)
 from indexes.loaders import LoadLimits, load_document
 from rag_app.documents import Chunk, LoadedDocument
-from rag_app.embeddings.base import Embedder, embedder_model_name
-from rag_app.errors import DocumentError, IngestError
+from rag_app.embeddings.base import Embedder
 from rag_app.ingest import IngestReport as IngestReport  # re-exported
 from rag_app.ingest import ProgressCallback as ProgressCallback
 from rag_app.settings import Settings
-from rag_app.store.index import IndexStore, IndexWriter
+from rag_app.store.index import IndexWriter
 
 if TYPE_CHECKING:
     from indexes.redaction import Redactor
-
-log = logging.getLogger(__name__)
 
 BATCH_CHUNKS = 1024
 """Chunks embedded and committed together."""
@@ -77,21 +85,14 @@ def ingest(
     """
     started = time.perf_counter()
     report = IngestReport(index=str(index_dir))
-    found = discover(paths, max_bytes=int(settings.index.max_file_mb * 1024 * 1024))
-    report.files_skipped = [{"path": source_name(s.path), "error": s.reason} for s in found.skipped]
-    report.files_skipped += [{"path": source_name(p), "error": "does not exist"} for p in found.missing]
-    if found.missing and len(found.missing) == len(paths):
-        missing = ", ".join(f"{source_name(p)} does not exist" for p in found.missing)
-        raise IngestError("nothing to ingest: " + missing)
-    report.files_seen = len(found.files)
-
-    store = _open_or_create(index_dir, settings, embedder)
-    with store.writer(settings.index, wait=_wait(settings, wait)) as writer:
-        candidates = _file_candidates(found.files, report, LoadLimits.from_settings(settings))
+    files = discover_files(paths, settings, report)
+    store = open_or_create(index_dir, settings, embedder)
+    with open_writer(store, settings, wait) as writer:
+        candidates = _file_candidates(files, report, LoadLimits.from_settings(settings))
         _ingest(
             candidates,
             writer,
-            _chunker(settings, embedder),
+            make_chunker(settings, embedder),
             embedder,
             settings,
             report,
@@ -99,7 +100,7 @@ def ingest(
             on_progress,
         )
         if prune:
-            _prune(paths, found.files, writer, report)
+            prune_missing(paths, files, writer, report)
     store.close()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
@@ -145,12 +146,12 @@ def ingest_documents(
         )
         for doc in docs
     ]
-    store = _open_or_create(index_dir, settings, embedder)
-    with store.writer(settings.index, wait=_wait(settings, wait)) as writer:
+    store = open_or_create(index_dir, settings, embedder)
+    with open_writer(store, settings, wait) as writer:
         _ingest(
             candidates,
             writer,
-            _chunker(settings, embedder),
+            make_chunker(settings, embedder),
             embedder,
             settings,
             report,
@@ -162,10 +163,6 @@ def ingest_documents(
     return report
 
 
-def _wait(settings: Settings, wait: float | None) -> float:
-    return settings.index.lock_wait_s if wait is None else wait
-
-
 def _document_digest(doc: LoadedDocument) -> str:
     return text_hash(doc.format + "\0" + doc.text)
 
@@ -174,36 +171,12 @@ def _same(doc: LoadedDocument) -> LoadedDocument:
     return doc
 
 
-def _open_or_create(index_dir: str | Path, settings: Settings, embedder: Embedder) -> IndexStore:
-    if IndexStore.exists(index_dir):
-        store = IndexStore.open(index_dir, settings.index.use_gpu)
-        store.manifest.check_compatible(embedder_model_name(embedder), embedder.dimension)
-        return store
-    return IndexStore.create(
-        index_dir,
-        embedding_model=embedder_model_name(embedder),
-        embedding_model_id=embedder.model_id,
-        dimension=embedder.dimension,
-        chunk_tokens=settings.chunking.chunk_tokens,
-        overlap_tokens=settings.chunking.overlap_tokens,
-        use_gpu=settings.index.use_gpu,
-    )
-
-
-def _chunker(settings: Settings, embedder: Embedder) -> Chunker:
-    return Chunker(
-        embedder.tokenizer,
-        min(settings.chunking.chunk_tokens, embedder.max_tokens),
-        settings.chunking.overlap_tokens,
-    )
-
-
 def _file_candidates(files: list[Path], report: IngestReport, limits: LoadLimits) -> Iterator[_Candidate]:
     for path in files:
         try:
             stat = path.stat()
         except OSError as exc:
-            _failed(report, str(path), f"not readable: {exc.strerror or exc}")
+            record_failure(report, str(path), unreadable(exc))
             continue
         yield _Candidate(
             source=source_name(path),
@@ -212,11 +185,6 @@ def _file_candidates(files: list[Path], report: IngestReport, limits: LoadLimits
             digest=partial(content_hash, path),
             load=partial(load_document, path, limits=limits),
         )
-
-
-def _failed(report: IngestReport, source: str, error: str) -> None:
-    """Record a file that was not ingested; path and reason as printable, storable text."""
-    report.files_failed.append({"path": source_name(source), "error": source_name(error)})
 
 
 def _ingest(
@@ -233,6 +201,8 @@ def _ingest(
     batch: list[_Pending] = []
     pending_chunks = 0
     redactor = _redactor(settings)
+    # redacted before chunking: chunk text, offsets, BM25, vectors all redacted
+    prepare = None if redactor is None else partial(redactor.redact, counts=report.pii_redacted)
     for done, item in enumerate(candidates, start=1):
         bar.update(1)
         if on_progress is not None:
@@ -240,29 +210,17 @@ def _ingest(
         try:
             digest = item.digest()
         except OSError as exc:
-            _failed(report, item.source, f"not readable: {exc.strerror or exc}")
+            record_failure(report, item.source, unreadable(exc))
             continue
         if redactor is not None:  # a redacted copy is not the plain one: switching re-ingests
             digest = "pii:" + digest
-        known = writer.document(item.source)
-        if known is not None and known.content_hash == digest:
-            report.files_unchanged += 1
+        if unchanged(writer, item.source, digest, report):
             continue
-        try:
-            document = item.load()
-            if redactor is not None:  # before chunking: chunk text, offsets, BM25, vectors all redacted
-                document = redactor.redact(document, report.pii_redacted)
-            chunks = chunker.chunk(document)
-        except DocumentError as exc:
-            _failed(report, item.source, exc.reason)
+        read = read_and_chunk(item.source, item.load, chunker, prepare)
+        if isinstance(read, str):
+            record_failure(report, item.source, read)
             continue
-        except Exception as exc:  # a parser bug on one file must not stop the batch
-            log.debug("loader crashed on %s", item.source, exc_info=True)
-            _failed(report, item.source, f"{type(exc).__name__}: {exc}")
-            continue
-        if not chunks:
-            _failed(report, item.source, "no text found")
-            continue
+        document, chunks = read
         hashes = [text_hash(c.text) for c in chunks]
         batch.append(_Pending(item.source, digest, item.size, item.mtime, document, chunks, hashes))
         pending_chunks += len(chunks)
@@ -315,26 +273,8 @@ def _commit(
                 "vectors": vectors,
             }
         )
-    added, removed = writer.put(documents)
-    report.files_ingested += len(batch)
-    report.bytes_ingested += sum(item.size for item in batch)
-    report.chunks_added += added
-    report.chunks_removed += removed
+    commit(documents, writer, report)
     bar.set_postfix_str(f"{report.chunks_added} chunks indexed")
-
-
-def _prune(paths: Sequence[str | Path], seen: list[Path], writer: IndexWriter, report: IngestReport) -> None:
-    """Remove indexed documents under ``paths`` whose files were not found this time."""
-    roots = [source_name(Path(p).resolve()) for p in paths]
-    seen_sources = {source_name(p) for p in seen}
-    gone = []
-    for source in writer.sources():
-        under_root = any(source == r or source.startswith(r.rstrip("/") + "/") for r in roots)
-        if under_root and source not in seen_sources:
-            gone.append(source)
-    if gone:
-        report.chunks_removed += writer.delete(gone)
-        report.files_removed = len(gone)
 
 
 def _redactor(settings: Settings) -> Redactor | None:

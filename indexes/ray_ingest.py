@@ -34,12 +34,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from indexes.chunking import Chunker
-from indexes.discovery import content_hash, discover, source_name
+from indexes.discovery import content_hash, source_name
+from indexes.ingest_steps import (
+    commit,
+    discover_files,
+    make_chunker,
+    open_or_create,
+    open_writer,
+    prune_missing,
+    read_and_chunk,
+    record_failure,
+    unchanged,
+    unreadable,
+)
 from indexes.loaders import LoadLimits, load_document
-from indexes.pipeline import BATCH_CHUNKS, _chunker, _failed, _open_or_create, _prune, _wait, text_hash
+from indexes.pipeline import BATCH_CHUNKS, text_hash
 from rag_app.documents import Chunk
 from rag_app.embeddings.base import Embedder
-from rag_app.errors import ConfigError, DocumentError, IngestError
+from rag_app.errors import ConfigError, IngestError
 from rag_app.ingest import LOCAL_RAY, IngestReport, ProgressCallback
 from rag_app.settings import Settings
 
@@ -149,18 +161,11 @@ def ingest(
     started = time.perf_counter()
     stats = stats if stats is not None else RayStats()
     report = IngestReport(index=str(index_dir))
-    found = discover(paths, max_bytes=int(settings.index.max_file_mb * 1024 * 1024))
-    report.files_skipped = [{"path": source_name(s.path), "error": s.reason} for s in found.skipped]
-    report.files_skipped += [{"path": source_name(p), "error": "does not exist"} for p in found.missing]
-    if found.missing and len(found.missing) == len(paths):
-        missing = ", ".join(f"{source_name(p)} does not exist" for p in found.missing)
-        raise IngestError("nothing to ingest: " + missing)
-    report.files_seen = len(found.files)
-
-    store = _open_or_create(index_dir, settings, embedder)
-    with store.writer(settings.index.index_type, wait=_wait(settings, wait)) as writer:
+    files = discover_files(paths, settings, report)
+    store = open_or_create(index_dir, settings, embedder)
+    with open_writer(store, settings, wait) as writer:
         _remove_stale_staging(store.folder)
-        items = _changed_files(found.files, writer, report, on_progress)
+        items = _changed_files(files, writer, report, on_progress)
         stats.files_sent = len(items)
         stats.driver_seconds = time.perf_counter() - started
         if items:
@@ -182,7 +187,7 @@ def ingest(
                     ray.shutdown()
                 _remove_staging(staging)
         if prune:
-            _prune(paths, found.files, writer, report)
+            prune_missing(paths, files, writer, report)
         tick = time.perf_counter()
     stats.merge_seconds += time.perf_counter() - tick
     store.close()
@@ -246,11 +251,9 @@ def _changed_files(
             stat = path.stat()
             digest = content_hash(path)
         except OSError as exc:
-            _failed(report, str(path), f"not readable: {exc.strerror or exc}")
+            record_failure(report, str(path), unreadable(exc))
             continue
-        known = writer.document(source)
-        if known is not None and known.content_hash == digest:
-            report.files_unchanged += 1
+        if unchanged(writer, source, digest, report):
             continue
         items.append(
             {
@@ -289,7 +292,7 @@ def _run_on_cluster(
             f"{cpus} CPUs for loading and chunking: use fewer actors, or a Ray with more CPUs (2 at least)"
         )
     blocks = max(1, min(len(items), math.ceil(len(items) / FILES_PER_TASK)))
-    chunker = _chunker(settings, embedder)
+    chunker = make_chunker(settings, embedder)
     try:
         with warnings.catch_warnings():
             # Ray 2.60 deprecates **ray_remote_args but names no parameter for actor restarts yet
@@ -335,19 +338,13 @@ def load_and_chunk(batch: pa.Table, *, chunker: Chunker, limits: LoadLimits) -> 
     rows = batch.to_pylist()
     out: dict[str, list[Any]] = {"format": [], "metadata": [], "chunks": [], "error": []}
     for row in rows:
-        path = Path(os.fsdecode(row["path"]))
-        try:
-            document = load_document(path, limits=limits)
-            chunks = chunker.chunk(document)
-            error = None if chunks else "no text found"
-        except DocumentError as exc:
-            document, chunks, error = None, [], exc.reason
-        except Exception as exc:  # a parser bug on one file must not stop the batch
-            document, chunks, error = None, [], f"{type(exc).__name__}: {exc}"
+        load = partial(load_document, Path(os.fsdecode(row["path"])), limits=limits)
+        read = read_and_chunk(row["source"], load, chunker)
+        document, chunks = (None, []) if isinstance(read, str) else read
         out["format"].append(document.format if document is not None else "")
         out["metadata"].append(json.dumps(document.metadata if document is not None else {}, default=str))
         out["chunks"].append(json.dumps([_chunk_row(c) for c in chunks]))
-        out["error"].append(None if error is None else source_name(error))
+        out["error"].append(source_name(read) if isinstance(read, str) else None)
     table = batch.drop_columns(["path"])
     for name, values in out.items():
         table = table.append_column(name, pa.array(values, pa.string()))
@@ -414,7 +411,7 @@ def _merge(staging: str, writer: IndexWriter, report: IngestReport, stats: RaySt
         stats.embed_seconds += row["embed_seconds"]
         stats.chunks_embedded += row["embedded"]
         if row["error"] is not None:
-            _failed(report, row["source"], row["error"])
+            record_failure(report, row["source"], row["error"])
             continue
         chunks = [_chunk(c) for c in json.loads(row["chunks"])]
         vectors = np.frombuffer(row["vectors"], dtype=np.float32).reshape(len(chunks), dimension)
@@ -433,20 +430,10 @@ def _merge(staging: str, writer: IndexWriter, report: IngestReport, stats: RaySt
         )
         pending += len(chunks)
         if pending >= BATCH_CHUNKS:
-            _put(batch, writer, report)
+            commit(batch, writer, report)
             batch, pending = [], 0
-    _put(batch, writer, report)
+    commit(batch, writer, report)
     report.chunks_embedded += stats.chunks_embedded
-
-
-def _put(batch: list[dict[str, Any]], writer: IndexWriter, report: IngestReport) -> None:
-    if not batch:
-        return
-    added, removed = writer.put(batch)
-    report.files_ingested += len(batch)
-    report.bytes_ingested += sum(doc["size"] for doc in batch)
-    report.chunks_added += added
-    report.chunks_removed += removed
 
 
 def _remove_staging(staging: str) -> None:
