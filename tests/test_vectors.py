@@ -151,3 +151,23 @@ def test_dimension_mismatch_is_a_clear_error_and_overwrites_nothing(tmp_path: Pa
     with pytest.raises(IndexMismatchError, match="holds 32-dimensional vectors but the manifest says 16"):
         vec.load_index("ivfpq", store.folder / manifest.vectors_file, 16)
     assert {p.name: p.read_bytes() for p in derived} == files
+
+
+def test_ivf_flat_trains_on_40_vectors_a_list_not_on_the_first_batch_alone() -> None:
+    # the 1M bench trained 4,000 lists on its first 50,000-vector batch (FAISS wants 39 a list)
+    assert vec.choose_spec(1_000_000, "ivf").params["train_size"] == 160_000
+    spec = vec.choose_spec(300, "ivf", {"nlist": 4})
+    assert spec.params["train_size"] == 300  # never more than the vectors there are
+    seen: list[int] = []
+    original = vec.backend("ivf").new
+
+    def recording(spec: vec.IndexSpec, dimension: int, training: np.ndarray | None = None) -> object:
+        seen.append(0 if training is None else len(training))
+        return original(spec, dimension, training)
+
+    data = _unit(300)
+    batches = [(np.arange(s, s + 100), data[s : s + 100]) for s in range(0, 300, 100)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vec.backend("ivf"), "new", recording)
+        index = vec.build_index(spec, DIM, iter(batches))
+    assert seen == [300] and index.ntotal == 300  # all three batches, not the first one
